@@ -1,0 +1,137 @@
+"""Typed configuration: YAML sections loaded into dataclasses that reject unknown keys.
+
+A recipe config (``egs/<corpus>/s5/conf/<size>.yaml``) has one top-level section per stage
+family (``corpus``, ``features``, ``lang``, ...). Each section is a dataclass defined next to
+the code that uses it; :data:`SECTIONS` names them so a whole file can be checked up front.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from pathlib import Path
+from typing import Any, Dict, Type, TypeVar
+
+import yaml
+
+from lm2am.errors import Lm2amError
+
+T = TypeVar("T")
+
+#: section name -> "module:Class"; imported lazily so checking a config stays cheap.
+SECTIONS: Dict[str, str] = {
+    "corpus": "lm2am.corpus.synth_en:SynthConfig",
+    "asterisk": "lm2am.corpus.asterisk:AsteriskConfig",
+    "features": "lm2am.data:FbankConfig",
+    "lang": "lm2am.lang:LangConfig",
+}
+
+
+def read_yaml(path: Path | str) -> Dict[str, Any]:
+    """Read a YAML mapping, with a one-line error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise Lm2amError(f"config file {path} does not exist; pass an existing file with --config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise Lm2amError(f"{path}{where}: not valid YAML; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise Lm2amError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    """Check (and lightly coerce int->float) ``value`` against a type annotation."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, where)
+            except Lm2amError as e:
+                errors.append(str(e))
+        raise Lm2amError(errors[0] if errors else f"{where}: wrong type")
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise Lm2amError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        return [_check_type(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise Lm2amError(f"{where}: expected a mapping, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Lm2amError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Lm2amError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise Lm2amError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise Lm2amError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: Type[T], data: Any, where: str) -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise Lm2amError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise Lm2amError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise Lm2amError(
+            f"{where}: unknown key '{unknown[0]}'; valid keys are: {', '.join(sorted(fields))}"
+        )
+    kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        obj = cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise Lm2amError(f"{where}: {e}") from None
+    return obj
+
+
+def load_section(path: Path | str, section: str, cls: Type[T]) -> T:
+    """Load one section of a recipe config file as dataclass ``cls`` (missing -> defaults)."""
+    data = read_yaml(path)
+    return from_dict(cls, data.get(section), f"{path}: {section}")
+
+
+def check_config(path: Path | str) -> None:
+    """Validate every section of a recipe config; raises Lm2amError on the first problem."""
+    data = read_yaml(path)
+    for name, value in data.items():
+        if name not in SECTIONS:
+            raise Lm2amError(
+                f"{path}: unknown section '{name}'; valid sections are: {', '.join(SECTIONS)}"
+            )
+        mod, cls_name = SECTIONS[name].split(":")
+        cls = getattr(importlib.import_module(mod), cls_name)
+        from_dict(cls, value, f"{path}: {name}")
+
+
+def to_dict(obj: Any) -> Dict[str, Any]:
+    """Dataclass -> plain dict (for logging and fingerprints)."""
+    return dataclasses.asdict(obj)
