@@ -22,6 +22,7 @@ T = TypeVar("T")
 SECTIONS: Dict[str, str] = {
     "corpus": "lm2am.corpus.synth_en:SynthConfig",
     "asterisk": "lm2am.corpus.asterisk:AsteriskConfig",
+    "manifests": "lm2am.data:ManifestConfig",
     "features": "lm2am.data:FbankConfig",
     "lang": "lm2am.lang:LangConfig",
 }

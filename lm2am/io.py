@@ -93,3 +93,17 @@ class DoneMarker:
 
     def mark(self) -> None:
         atomic_write_text(self.path, self.value + "\n")
+
+
+def save_manifest(manifest: Any, path: Path | str) -> None:
+    """Write a lhotse manifest atomically; the temp name keeps the suffix lhotse dispatches on."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".jsonl.gz") else path.suffix
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    try:
+        manifest.to_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise

@@ -1,0 +1,20 @@
+# The two commands a new user needs (both set everything up on first use):
+#   make demo   # the synth-en recipe end to end on the demo config
+#   make test   # the test suite (includes the recipe on the tiny config)
+SHELL := /bin/bash
+CONFIG ?= conf/demo.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint
+
+setup:
+	utils/setup_env.sh
+
+demo: setup
+	cd egs/synth-en/s5 && ./run.sh --config $(CONFIG)
+
+test: setup
+	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check lm2am steps local tests

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Stage: fbank features (lilcom) for each part's cuts, after applying the lang's OOV policy.
+
+Reads <manifest-dir>/cuts_<part>.jsonl.gz, writes <fbank-dir>/cuts_<part>.jsonl.gz and
+<fbank-dir>/feats_<part>/. With --job/--num-jobs it handles parts[job-1::num_jobs] so the job
+runner can spread parts over jobs (utils/run.sh JOB=1:N ... --job JOB --num-jobs N).
+
+e.g.: steps/compute_fbank.py --config conf/tiny.yaml --lang data/lang --parts train-synth data/manifests data/fbank
+"""
+import argparse
+import logging
+from pathlib import Path
+
+from lm2am.config import load_section
+from lm2am.data import FbankConfig, compute_fbank, manifest_paths
+from lm2am.errors import Lm2amError, cli_main
+from lm2am.io import DoneMarker
+from lm2am.log import setup_logging
+
+
+@cli_main
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="recipe config (sections 'features', 'lang')")
+    p.add_argument("--lang", type=Path, help="lang dir; its lexicon defines OOV words (policy: lang.oov_policy)")
+    p.add_argument("--parts", required=True, help="comma-separated part names")
+    p.add_argument("--job", type=int, default=1)
+    p.add_argument("--num-jobs", type=int, default=1)
+    p.add_argument("manifest_dir", type=Path)
+    p.add_argument("fbank_dir", type=Path)
+    args = p.parse_args()
+    setup_logging()
+    cfg = load_section(args.config, "features", FbankConfig) if args.config else FbankConfig()
+    parts = args.parts.split(",")[args.job - 1 :: args.num_jobs]
+    for part in parts:
+        src = manifest_paths(args.manifest_dir, part)["cuts"]
+        if not src.is_file():
+            raise Lm2amError(f"{src}: manifest missing; run the manifest stage for part {part}")
+        inputs = [src] + ([args.lang / "lexicon.txt"] if args.lang else [])
+        marker = DoneMarker(args.fbank_dir / f".{part}.done", params=vars(cfg), inputs=inputs)
+        if marker.is_done() and (args.fbank_dir / f"cuts_{part}.jsonl.gz").is_file():
+            print(f"compute_fbank: {part} already done, skipping")
+            continue
+        from lhotse import CutSet
+
+        cuts = CutSet.from_file(src)
+        if args.lang:
+            cuts = apply_lang_oov_policy(cuts, part, args.lang, args.config)
+        compute_fbank(cuts, part, args.fbank_dir, cfg)
+        logging.info("%s: fbank for %d cuts in %s", part, len(cuts), args.fbank_dir)
+        marker.mark()
+
+
+def apply_lang_oov_policy(cuts, part: str, lang_dir: Path, config: Path):
+    """Map or drop OOV words per lang.oov_policy; the counts are logged."""
+    from lm2am.lang import LangConfig, apply_oov_policy, read_lexicon
+
+    lcfg = load_section(config, "lang", LangConfig) if config else LangConfig()
+    words = set(read_lexicon(lang_dir))
+    texts = {c.id: c.supervisions[0].text for c in cuts}
+    new_texts, stats = apply_oov_policy(texts, words, lcfg)
+    logging.info("%s: OOV policy '%s': %s", part, lcfg.oov_policy, stats)
+    cuts = cuts.filter(lambda c: c.id in new_texts).to_eager()
+    for c in cuts:
+        c.supervisions[0].text = new_texts[c.id]
+    return cuts
+
+
+if __name__ == "__main__":
+    main()

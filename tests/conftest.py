@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny LibriSpeech-layout corpus made from synthetic tones (no TTS needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_librispeech_part(root: Path, part: str, utts: Dict[str, str], sr: int = 16000,
+                           seconds: float = 1.0, seed: int = 0) -> List[Path]:
+    """Write ``utts`` (utt id ``spk-chap-NNNN`` -> text) as FLAC + trans.txt under root/part."""
+    rng = np.random.default_rng(seed)
+    by_chapter: Dict[Path, List[str]] = {}
+    paths = []
+    for utt, text in sorted(utts.items()):
+        spk, chap, _ = utt.split("-")
+        d = root / part / spk / chap
+        d.mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(sr * seconds)) / sr
+        audio = 0.1 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.01 * rng.standard_normal(t.size)
+        p = d / f"{utt}.flac"
+        sf.write(p, audio.astype(np.float32), sr)
+        paths.append(p)
+        by_chapter.setdefault(d / f"{spk}-{chap}.trans.txt", []).append(f"{utt} {text}")
+    for tf, lines in by_chapter.items():
+        tf.write_text("\n".join(lines) + "\n")
+    return paths
+
+
+@pytest.fixture
+def tone_corpus(tmp_path: Path) -> Path:
+    """corpus/ with parts train-x (4 utts, 2 speakers) and dev-x (2 utts)."""
+    root = tmp_path / "corpus"
+    write_librispeech_part(root, "train-x", {"100-1-0000": "HELLO WORLD", "100-1-0001": "GOOD MORNING",
+                                              "101-1-0000": "THE CAT SAT", "101-1-0001": "A DOG RAN"})
+    write_librispeech_part(root, "dev-x", {"200-1-0000": "HELLO THERE", "200-1-0001": "THE DOG SAT"}, seed=1)
+    return root
