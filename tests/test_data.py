@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -43,9 +44,9 @@ def test_features_deterministic(tone_corpus: Path, tmp_path: Path):
         np.testing.assert_array_equal(ca.load_features(), cb.load_features())
 
 
-def _bad(tone_corpus: Path, tmp_path: Path, cfg: ManifestConfig = ManifestConfig()):
+def _bad(tone_corpus: Path, tmp_path: Path, cfg: Optional[ManifestConfig] = None):
     with pytest.raises(Lm2amError) as e:
-        prepare_manifests(tone_corpus, ["train-x"], tmp_path / "m", cfg)
+        prepare_manifests(tone_corpus, ["train-x"], tmp_path / "m", cfg or ManifestConfig())
     msg = str(e.value)
     assert "\n" not in msg
     assert not (tmp_path / "m" / "cuts_train-x.jsonl.gz").exists()  # nothing half-written
