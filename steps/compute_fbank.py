@@ -45,25 +45,14 @@ def main() -> None:
 
         cuts = CutSet.from_file(src)
         if args.lang:
-            cuts = apply_lang_oov_policy(cuts, part, args.lang, args.config)
+            from lm2am.lang import LangConfig, apply_oov_policy_to_cuts
+
+            lcfg = load_section(args.config, "lang", LangConfig) if args.config else LangConfig()
+            cuts, stats = apply_oov_policy_to_cuts(cuts, args.lang, lcfg, name=str(src))
+            logging.info("%s: OOV policy '%s': %s", part, lcfg.oov_policy, stats)
         compute_fbank(cuts, part, args.fbank_dir, cfg)
         logging.info("%s: fbank for %d cuts in %s", part, len(cuts), args.fbank_dir)
         marker.mark()
-
-
-def apply_lang_oov_policy(cuts, part: str, lang_dir: Path, config: Path):
-    """Map or drop OOV words per lang.oov_policy; the counts are logged."""
-    from lm2am.lang import LangConfig, apply_oov_policy, read_lexicon
-
-    lcfg = load_section(config, "lang", LangConfig) if config else LangConfig()
-    words = set(read_lexicon(lang_dir))
-    texts = {c.id: c.supervisions[0].text for c in cuts}
-    new_texts, stats = apply_oov_policy(texts, words, lcfg)
-    logging.info("%s: OOV policy '%s': %s", part, lcfg.oov_policy, stats)
-    cuts = cuts.filter(lambda c: c.id in new_texts).to_eager()
-    for c in cuts:
-        c.supervisions[0].text = new_texts[c.id]
-    return cuts
 
 
 if __name__ == "__main__":
