@@ -596,9 +596,15 @@ def apply_oov_policy_to_cuts(cuts, lang_dir: Path | str, cfg: LangConfig, name: 
     words = set(read_lexicon(lang_dir))
     texts = {c.id: " ".join(s.text for s in c.supervisions) for c in cuts}
     new_texts, stats = apply_oov_policy(texts, words, cfg, name=name)
-    kept = cuts.filter(lambda c: c.id in new_texts).to_eager()
-    for c in kept:
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy
+
+    kept = []
+    for c in cuts:
+        if c.id not in new_texts:
+            continue
         if len(c.supervisions) != 1:
             raise Lm2amError(f"{name}: cut {c.id} has {len(c.supervisions)} supervisions; lm2am expects one per cut (trim cuts to supervisions)")
-        c.supervisions[0].text = new_texts[c.id]
-    return kept, stats
+        # copies: the caller's cuts stay untouched
+        kept.append(fastcopy(c, supervisions=[fastcopy(c.supervisions[0], text=new_texts[c.id])]))
+    return CutSet.from_cuts(kept), stats

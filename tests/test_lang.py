@@ -219,3 +219,23 @@ def test_cli_with_manifests(tmp_path):
     res = subprocess.run(cmd[:-1] + ["--parts", "test-synth", str(tmp_path / "lang")], capture_output=True,
                          text=True, cwd=tmp_path)
     assert res.returncode == 1 and "supervisions_test-synth.jsonl.gz" in res.stderr
+
+
+def test_oov_policy_on_cuts(lang):
+    """The features stage applies the policy to cuts: OOV -> <UNK> (unk) or the cut dropped (skip)."""
+    from lhotse import CutSet, MonoCut, SupervisionSegment
+    from lhotse.testing.dummies import dummy_recording
+
+    from lm2am.lang import LangConfig, apply_oov_policy_to_cuts
+
+    lang_dir = lang[0] if isinstance(lang, tuple) else lang
+    cuts = CutSet.from_cuts(
+        MonoCut(id=f"c{i}", start=0, duration=1, channel=0, recording=dummy_recording(i),
+                supervisions=[SupervisionSegment(id=f"c{i}", recording_id=f"dummy-recording-{i:04d}",
+                                                 start=0, duration=1, text=t)])
+        for i, t in enumerate(["HELLO WORLD", "HELLO QZXWV", "QZXWV"]))
+    kept, stats = apply_oov_policy_to_cuts(cuts, lang_dir, LangConfig(oov_policy="unk"))
+    assert [c.supervisions[0].text for c in kept] == ["HELLO WORLD", "HELLO <UNK>"]
+    assert stats.dropped_no_words == 1 and stats.mapped_tokens == 1
+    kept, stats = apply_oov_policy_to_cuts(cuts, lang_dir, LangConfig(oov_policy="skip"))
+    assert [c.id for c in kept] == ["c0"] and stats.dropped_oov == 1
