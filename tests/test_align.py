@@ -1,0 +1,239 @@
+"""Flat-start aligner: topology, k2 training graphs, Viterbi on known posteriors, and a tiny
+synthetic corpus whose frame labels flat-start training must recover."""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import k2
+import numpy as np
+import pytest
+import torch
+
+from lm2am.align import (AlignConfig, HmmTopo, MonoStateModel, StateMap, align, build_graph,
+                         compile_graphs, min_frames, train_flat_start)
+from lm2am.errors import Lm2amError
+
+PHONES = ["<eps>", "SIL", "SPN", "A", "B", "C", "#0", "#1"]
+LEX = {"AB": ["A", "B"], "CA": ["C", "A"], "B": ["B"], "BCA": ["B", "C", "A"], "C": ["C"],
+       "<UNK>": ["SPN"]}
+SIL, SPN, A, B, C = 1, 2, 3, 4, 5
+
+
+def smap(**kw) -> StateMap:
+    return StateMap(PHONES, HmmTopo(**kw))
+
+
+def accepts(graph: k2.Fsa, pdfs: List[int]) -> Tuple[bool, float]:
+    """Does ``graph`` accept the frame sequence ``pdfs``? (and the best path's score)"""
+    lin = k2.arc_sort(k2.linear_fsa([p + 1 for p in pdfs]))
+    inter = k2.connect(k2.intersect(lin, graph))
+    if inter.num_arcs == 0:
+        return False, -math.inf
+    return True, float(k2.shortest_path(k2.create_fsa_vec([inter]), True).get_tot_scores(
+        log_semiring=False, use_double_scores=True)[0])
+
+
+# ---------------------------------------------------------------- topology and graphs
+
+def test_state_map_numbering():
+    m = StateMap({"<eps>": 0, "SIL": 1, "A": 2, "#0": 3}, HmmTopo(num_states=3, sil_num_states=5))
+    assert m.num_pdfs == 8 and m.sil_phone == 1
+    assert [m.pdf(1, s) for s in range(5)] == list(range(5))
+    assert m.pdf(2, 2) == 7
+    assert m.pdf_to_phone.tolist() == [1] * 5 + [2] * 3
+    assert m.pdf_to_state.tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+    with pytest.raises(IndexError):
+        m.pdf(2, 3)
+    with pytest.raises(Lm2amError, match="sil_prob"):
+        HmmTopo(sil_prob=1.0)
+
+
+def test_graph_size_toy_lexicon():
+    m = smap()
+    # units: SIL? A B SIL? C SIL? -> 18 emitting states + start + final
+    g = build_graph(["AB", "C"], LEX, m)
+    assert g.shape[0] == 20
+    # 18 self-loops + 12 within-phone arcs + 10 entry arcs (2 at start, 2 after each word)
+    assert g.num_arcs == 40
+    assert "ArcSorted" in g.properties_str and "EpsilonFree" in g.properties_str
+    g2 = build_graph(["AB", "C"], LEX, smap(optional_silence=False))
+    assert (g2.shape[0], g2.num_arcs) == (11, 9 + 6 + 4)
+    assert set(g2.labels.tolist()) == {-1} | {m.pdf(p, s) + 1 for p in (A, B, C) for s in range(3)}
+    assert min_frames(["AB", "C"], LEX, m) == 9
+
+
+def test_graph_accepts_right_order_only():
+    m = smap(sil_prob=0.25)
+    g = build_graph(["AB", "C"], LEX, m)
+
+    def frames(*phones_durs):
+        out = []
+        for p, d in phones_durs:  # d frames spread over the 3 states, at least one each
+            per = [1, 1, 1]
+            per[0] += d - 3
+            out += [m.pdf(p, s) for s in range(3) for _ in range(per[s])]
+        return out
+
+    ok, score = accepts(g, frames((A, 4), (B, 3), (C, 5)))
+    assert ok and score == pytest.approx(3 * math.log(0.75))  # three skipped silences
+    ok, score = accepts(g, frames((SIL, 3), (A, 4), (B, 3), (SIL, 3), (C, 5), (SIL, 4)))
+    assert ok and score == pytest.approx(3 * math.log(0.25))
+    assert not accepts(g, frames((C, 5), (A, 4), (B, 3)))[0]  # wrong word order
+    assert not accepts(g, frames((A, 4), (C, 5)))[0]  # missing phone
+    assert not accepts(g, frames((SIL, 3), (SIL, 3), (A, 4), (B, 3), (C, 3)))[0]  # one sil only
+    # skipping a state is impossible: A with states 0 and 2 only
+    assert not accepts(g, [m.pdf(A, 0), m.pdf(A, 2)] + frames((B, 3), (C, 3)))[0]
+
+
+def test_graph_attributes_and_batch():
+    m = smap()
+    g = build_graph(["B", "CA"], LEX, m)
+    final = g.labels == -1
+    assert (g.phone_ids[final] == -1).all() and (g.word_ids[final] == -1).all()
+    emit = ~final
+    assert torch.equal(g.phone_ids[emit].long(),
+                       torch.from_numpy(m.pdf_to_phone)[g.labels[emit].long() - 1].long())
+    assert set(g.word_ids[g.phone_ids == SIL].tolist()) == {-1}
+    assert set(g.word_ids[g.phone_ids == C].tolist()) == {1}
+    vec = compile_graphs([["B"], ["CA", "B"], []], LEX, m)
+    assert vec.shape[0] == 3
+    # empty transcript -> one obligatory silence
+    assert build_graph([], LEX, m).shape[0] == 3 + 2
+
+
+def test_oov_is_a_clear_error():
+    with pytest.raises(Lm2amError, match="'ZEBRA'.*utt7"):
+        build_graph(["AB", "ZEBRA"], LEX, smap(), utt="utt7")
+    with pytest.raises(Lm2amError, match="'Q'"):
+        build_graph(["X"], {"X": ["Q"]}, smap())
+
+
+def test_first_pronunciation_is_used():
+    g = build_graph(["W"], {"W": [["A"], ["B", "C"]]}, smap(optional_silence=False))
+    assert set(g.phone_ids.tolist()) == {A, -1}
+
+
+# ---------------------------------------------------------------- Viterbi on known posteriors
+
+class PosteriorModel(MonoStateModel):
+    """A 'model' whose input features are already the log-posteriors."""
+
+    def forward(self, x, lengths=None):
+        return torch.log_softmax(x, dim=-1)
+
+
+def test_viterbi_recovers_known_segmentation():
+    m = smap()
+    rng = np.random.RandomState(0)
+    utts = [  # (words, [(phone, frames per state)])
+        (["AB", "C"], [(SIL, [2, 1, 3]), (A, [1, 4, 1]), (B, [2, 2, 2]), (C, [1, 1, 5])]),
+        (["C", "B"], [(C, [3, 1, 1]), (SIL, [1, 2, 2]), (B, [1, 1, 1]), (SIL, [2, 2, 4])]),
+        (["CA"], [(C, [1, 1, 1]), (A, [2, 2, 2])]),
+    ]
+    feats, truth = [], []
+    for _words, segs in utts:
+        pdfs = [m.pdf(p, s) for p, durs in segs for s, d in enumerate(durs) for _ in range(d)]
+        post = np.full((len(pdfs), m.num_pdfs), 0.1 / (m.num_pdfs - 1))
+        post[np.arange(len(pdfs)), pdfs] = 0.9
+        post = post * rng.uniform(0.9, 1.1, post.shape)  # no ties
+        feats.append(np.log(post).astype(np.float32))
+        truth.append(np.asarray(pdfs, dtype=np.int32))
+    model = PosteriorModel(m.num_pdfs, m.num_pdfs)
+    out = align(model, feats, [u[0] for u in utts], LEX, PHONES, batch_size=2,
+                utt_ids=["u0", "u1", "u2"])
+    assert [a.utt_id for a in out] == ["u0", "u1", "u2"]
+    for a, t in zip(out, truth):
+        np.testing.assert_array_equal(a.states, t)
+        np.testing.assert_array_equal(a.phones, m.pdf_to_phone[t])
+        assert a.states.dtype == np.int32 and a.num_frames == len(t)
+    assert out[0].words == [("AB", 6, 18), ("C", 18, 25)]
+    assert out[1].words == [("C", 0, 5), ("B", 10, 13)]
+    assert out[0].phone_segments == [(SIL, 0, 6), (A, 6, 12), (B, 12, 18), (C, 18, 25)]
+    assert out[1].phone_segments[-1] == (SIL, 13, 21)
+    assert out[2].loglike == pytest.approx(float(np.sum(
+        feats[2][np.arange(9), truth[2]] - np.log(np.exp(feats[2]).sum(1)))) + 2 * math.log(0.5),
+        rel=1e-4)
+
+
+def test_too_short_utterance_fails_clearly():
+    m = smap()
+    model = PosteriorModel(m.num_pdfs, m.num_pdfs)
+    feats = [np.zeros((4, m.num_pdfs), np.float32), np.zeros((12, m.num_pdfs), np.float32)]
+    texts = [["BCA"], ["B"]]
+    with pytest.raises(Lm2amError, match="short"):
+        align(model, feats, texts, LEX, PHONES, utt_ids=["short", "ok"])
+    out = align(model, feats, texts, LEX, PHONES, utt_ids=["short", "ok"], allow_failures=True)
+    assert [a.utt_id for a in out] == ["ok"] and out[0].num_frames == 12
+    with pytest.raises(Lm2amError, match="outputs"):
+        align(PosteriorModel(4, 4), feats, texts, LEX, PHONES)
+
+
+# ---------------------------------------------------------------- flat start on a synthetic corpus
+
+def synthetic_corpus(n: int = 30, dim: int = 20, seed: int = 0):
+    """Utterances of 2-4 words; each phone (and silence) is a Gaussian cluster, 4-11 frames long,
+    optional silences of 4-14 frames. Returns feats, texts and the true phone id per frame."""
+    rng = np.random.RandomState(seed)
+    means = {p: rng.randn(dim) * 1.5 for p in (SIL, A, B, C)}
+    pid = {"A": A, "B": B, "C": C}
+    words = ["AB", "CA", "B", "BCA", "C"]
+    feats, texts, labels = [], [], []
+    for _ in range(n):
+        text = [words[i] for i in rng.randint(0, len(words), size=rng.randint(2, 5))]
+        seq: List[int] = []
+        if rng.rand() < 0.7:
+            seq += [SIL] * rng.randint(4, 15)
+        for k, w in enumerate(text):
+            for p in LEX[w]:
+                seq += [pid[p]] * rng.randint(4, 12)
+            if k < len(text) - 1 and rng.rand() < 0.5:
+                seq += [SIL] * rng.randint(4, 12)
+        if rng.rand() < 0.7:
+            seq += [SIL] * rng.randint(4, 15)
+        feats.append((np.stack([means[p] for p in seq]) + rng.randn(len(seq), dim))
+                     .astype(np.float32))
+        texts.append(text)
+        labels.append(np.asarray(seq, dtype=np.int32))
+    return feats, texts, labels
+
+
+@pytest.fixture(scope="module")
+def trained():
+    feats, texts, labels = synthetic_corpus()
+    cfg = AlignConfig(epochs=10, hidden_dim=64, num_layers=2, batch_size=8, lr=3e-3, seed=0)
+    model, hist = train_flat_start(feats, texts, LEX, PHONES, HmmTopo(), cfg)
+    return feats, texts, labels, cfg, model, hist
+
+
+def test_flat_start_recovers_frame_labels(trained):
+    feats, texts, labels, cfg, model, hist = trained
+    lls = [h["loglike_per_frame"] for h in hist]
+    assert len(lls) == cfg.epochs and lls[-1] > lls[0] + 1.0
+    assert all(h["skipped"] == 0 for h in hist)
+    out = align(model, feats, texts, LEX, PHONES, batch_size=8)
+    assert [a.num_frames for a in out] == [f.shape[0] for f in feats]
+    acc = float(np.mean(np.concatenate([a.phones == ref for a, ref in zip(out, labels)])))
+    assert acc >= 0.9, f"frame phone accuracy {acc:.3f}"
+    for a, words in zip(out, texts):
+        assert [w for w, _, _ in a.words] == words
+        starts_ends = [x for _, s, e in a.words for x in (s, e)]
+        assert starts_ends == sorted(starts_ends) and all(s < e for _, s, e in a.words)
+
+
+def test_alignment_independent_of_batching(trained):
+    feats, texts, _, _, model, _ = trained
+    a1 = align(model, feats[:7], texts[:7], LEX, PHONES, batch_size=1)
+    a7 = align(model, feats[:7], texts[:7], LEX, PHONES, batch_size=7)
+    for x, y in zip(a1, a7):
+        np.testing.assert_array_equal(x.states, y.states)
+        assert x.loglike == pytest.approx(y.loglike, abs=1e-3)
+
+
+def test_training_is_deterministic_on_cpu():
+    feats, texts, _ = synthetic_corpus(n=8, seed=1)
+    cfg = AlignConfig(epochs=2, hidden_dim=16, num_layers=1, batch_size=4, seed=3)
+    runs = [train_flat_start(feats, texts, LEX, PHONES, HmmTopo(), cfg) for _ in range(2)]
+    assert [h["loglike_per_frame"] for h in runs[0][1]] == [h["loglike_per_frame"] for h in runs[1][1]]
+    for p, q in zip(runs[0][0].state_dict().values(), runs[1][0].state_dict().values()):
+        assert torch.equal(p, q)
