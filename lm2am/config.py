@@ -25,6 +25,9 @@ SECTIONS: Dict[str, str] = {
     "manifests": "lm2am.data:ManifestConfig",
     "features": "lm2am.data:FbankConfig",
     "lang": "lm2am.lang:LangConfig",
+    "topo": "lm2am.align.topo:HmmTopo",
+    "align": "lm2am.align.flat_start:AlignConfig",
+    "tree": "lm2am.tree:TreeConfig",
 }
 
 

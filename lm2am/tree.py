@@ -1099,3 +1099,43 @@ def build_tree(stats: TreeStats, phones: Sequence[str], num_leaves: int, *,
             "num_phone_questions": len(pq), "total_count": float(x[:, 0].sum()) if keys.size else 0.0,
             "num_contexts": int(keys.shape[0])}
     return ContextTree(phones, tree_roots, nstates, sil, info)
+
+
+@dataclass
+class TreeConfig:
+    """The ``tree:`` section of a recipe config (see :func:`build_tree` for the meaning)."""
+
+    num_leaves: int = 300  # senones: a few hundred for the demo, 2000-6000 for real corpora
+    min_count: float = 100.0
+    min_gain: float = 0.0
+    questions: Optional[str] = None  # Kaldi questions file (phone names); None: cluster phones
+    no_context_phones: Tuple[str, ...] = ("SIL", "SPN")
+
+    def __post_init__(self) -> None:
+        if self.num_leaves < 1:
+            raise ValueError(f"num_leaves must be >= 1, got {self.num_leaves}")
+        self.no_context_phones = tuple(self.no_context_phones)
+
+
+def tree_from_alignments(items: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]],
+                         phones: Sequence[str], num_states: Mapping[PhoneRef, int],
+                         cfg: TreeConfig) -> Tuple[ContextTree, TreeStats]:
+    """Accumulate stats from ``(feats [T,D], frame phones [T], frame HMM states [T])`` items
+    (forced alignments) and build the tree; returns ``(tree, stats)``.
+
+    Context follows this module's convention (see the module docstring): cross-word context is
+    the neighbouring phone, utterance edges are 0.
+    """
+    stats: Optional[TreeStats] = None
+    for feats, ph, st in items:
+        if stats is None:
+            stats = TreeStats(feats.shape[1])
+        left, right = frame_contexts(ph, st)
+        stats.accumulate(feats, left, ph, right, st)
+    if stats is None:
+        raise Lm2amError("no aligned utterances to build the senone tree from")
+    questions = read_questions(cfg.questions, phones) if cfg.questions else None
+    present = [p for p in cfg.no_context_phones if p in phones]
+    tree = build_tree(stats, phones, cfg.num_leaves, questions=questions, min_count=cfg.min_count,
+                      min_gain=cfg.min_gain, no_context_phones=present, num_states=dict(num_states))
+    return tree, stats

@@ -72,6 +72,7 @@ class AlignConfig:
     grad_clip: float = 5.0
     prior_scale: float = 0.5
     prior_momentum: float = 0.1
+    max_train_utts: Optional[int] = None  # stage only: train on at most this many (evenly spread)
 
 
 @dataclass
