@@ -28,7 +28,9 @@ def main() -> None:
         cuts[part] = CutSet.from_file(f)
     text = corpus_summary(cuts)
     if args.lang and (args.lang / "oov_report.txt").is_file():
-        text += "\n\n" + (args.lang / "oov_report.txt").read_text().rstrip()
+        # the OOV table only; the report goes on to list every g2p pronunciation
+        report = (args.lang / "oov_report.txt").read_text().split("\n# g2p pronunciations")[0]
+        text += "\n\n" + report.rstrip()
     atomic_write_text(args.fbank_dir / "summary.txt", text + "\n")
     print(text)
 

@@ -72,9 +72,8 @@ def train_aligner(cuts, lang_dir: Path | str, out_dir: Path | str, cfg: AlignCon
     phones = read_phone_list(lang_dir)
     model, history = train_flat_start(feats, texts, load_lexicon(lang_dir), phones, topo, cfg,
                                       device=device, utt_ids=ids)
-    for h in history:
-        log.info("round %d: log-likelihood per frame %.4f over %d frames (%d skipped, %.0f frames/s)",
-                 h["epoch"], h["loglike_per_frame"], h["frames"], h["skipped"], h["frames_per_sec"])
+    log.info("log-likelihood per frame by round: %s",
+             " ".join(f"{h['loglike_per_frame']:.3f}" for h in history))
     ckpt = {"state_dict": model.cpu().state_dict(), "feat_dim": model.feat_dim,
             "num_pdfs": model.num_pdfs, "cfg": dataclasses.asdict(cfg),
             "topo": dataclasses.asdict(topo), "phones": phones}

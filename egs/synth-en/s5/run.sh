@@ -17,6 +17,7 @@ corpus=corpus           # where the corpus is generated (LibriSpeech layout)
 train_part=train-synth
 eval_parts="dev-synth test-synth"
 real_parts="test-asterisk"   # real, out-of-domain speech; set to "" to skip it
+device=cpu              # cpu | cuda
 
 help_message="Usage: $0 [options]
   --config FILE      recipe config with sections corpus/manifests/features/lang ($config)
@@ -25,6 +26,7 @@ help_message="Usage: $0 [options]
   --nj N             parallel jobs ($nj)
   --corpus DIR       corpus directory ($corpus)
   --real-parts LIST  real-speech check sets, \"\" to skip ($real_parts)
+  --device DEV       cpu or cuda for the neural stages ($device)
 Stages:
   0  check environment and config
   1  synthesize the synth-en corpus (local/synth-en/make_corpus.py)
@@ -32,7 +34,11 @@ Stages:
   3  lhotse manifests (steps/make_manifests.py)
   4  lang: lexicon, phones, words, BPE (steps/prepare_lang.py)
   5  fbank features + global CMVN (steps/compute_fbank.py, steps/compute_cmvn.py)
-  6  data summary: hours, utterances, speakers, OOV rate per split"
+  6  data summary: hours, utterances, speakers, OOV rate per split
+  7  flat-start k2 aligner (steps/train_aligner.py)
+  8  forced alignment of every synthetic part; accuracy vs the synthesizers' timings
+  9  senone decision tree (steps/build_tree.py)
+  10 frame targets: senone, monophone, subword (steps/make_targets.py)"
 
 . ./path.sh
 . ./cmd.sh
@@ -88,6 +94,37 @@ fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "Stage 6: data summary"
   steps/data_summary.py --parts "$parts_csv" --lang data/lang data/fbank
+fi
+
+synth_parts="$train_part $eval_parts"
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  log "Stage 7: flat-start aligner in exp/ali_mono"
+  steps/train_aligner.py --config "$config" --device $device \
+    data/fbank/cuts_$train_part.jsonl.gz data/lang exp/ali_mono
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  for part in $synth_parts; do
+    log "Stage 8: align $part ($nj jobs)"
+    $train_cmd JOB=1:$nj exp/ali_mono/log/align_$part.JOB.log \
+      steps/align.py --job JOB --num-jobs $nj --device $device \
+        data/fbank/cuts_$part.jsonl.gz data/lang exp/ali_mono
+  done
+  steps/score_alignment.py "$corpus" $train_part data/lang exp/ali_mono
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  log "Stage 9: senone tree in exp/tree"
+  steps/build_tree.py --config "$config" data/fbank/cuts_$train_part.jsonl.gz data/lang exp/ali_mono exp/tree
+fi
+
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  for part in $synth_parts; do
+    log "Stage 10: frame targets for $part in data/targets"
+    steps/make_targets.py --corpus-dir "$corpus" --plot $([ $part = $train_part ] && echo 2 || echo 0) \
+      data/fbank/cuts_$part.jsonl.gz data/lang exp/ali_mono exp/tree data/targets
+  done
 fi
 
 log "Done (stages $stage..$stop_stage)."
