@@ -1,5 +1,6 @@
-"""End to end: the synth-en recipe's data and lang stages on conf/tiny.yaml, in a scratch copy
-of the recipe directory (links to steps/utils/local/path.sh as in the repo)."""
+"""End to end: the synth-en recipe's stages (data, lang, features, alignment, senone tree, frame
+targets) on conf/tiny.yaml, in a scratch copy of the recipe directory (links to
+steps/utils/local/path.sh as in the repo)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import pytest
 from conftest import REPO
 
 RECIPE = REPO / "egs/synth-en/s5"
-LAST_DATA_STAGE = 6
+LAST_STAGE = 10
 
 
 def make_recipe_copy(dst: Path) -> Path:
@@ -32,7 +33,7 @@ def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tiny_recipe(tmp_path_factory) -> Path:
     recipe = make_recipe_copy(tmp_path_factory.mktemp("e2e") / "s5")
-    r = run(recipe, "--config", "conf/tiny.yaml", "--stage", "0", "--stop-stage", str(LAST_DATA_STAGE))
+    r = run(recipe, "--config", "conf/tiny.yaml", "--stage", "0", "--stop-stage", str(LAST_STAGE))
     assert r.returncode == 0, f"recipe failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     (recipe / "first_run.out").write_text(r.stdout + r.stderr)
     return recipe
@@ -65,11 +66,42 @@ def test_recipe_outputs(tiny_recipe: Path, monkeypatch):
     assert logs and all("# Ended (code 0)" in p.read_text() for p in logs)
 
 
+def test_alignment_tree_targets(tiny_recipe: Path, monkeypatch):
+    from lhotse import CutSet
+
+    from lm2am.targets import read_info
+    from lm2am.tree import ContextTree
+
+    monkeypatch.chdir(tiny_recipe)
+    tree = ContextTree.load("exp/tree/tree.json")
+    history = (tiny_recipe / "exp/ali_mono/history.json").read_text()
+    assert "loglike_per_frame" in history
+    assert "frame phone accuracy" in (tiny_recipe / "exp/ali_mono/accuracy_train-synth.txt").read_text()
+    assert (tiny_recipe / "exp/tree/occupancy.png").stat().st_size > 1000
+    assert list((tiny_recipe / "data/targets/plots").glob("*.png"))
+    for part in ("train-synth", "dev-synth", "test-synth"):
+        info = read_info("data/targets", part)
+        assert info.num_senones == tree.num_leaves
+        fb = CutSet.from_file(f"data/fbank/cuts_{part}.jsonl.gz")
+        tg = CutSet.from_file(f"data/targets/cuts_{part}.jsonl.gz")
+        assert len(tg) == len(fb)  # every cut aligned
+        for c in tg:
+            senone = c.load_custom("senone")
+            assert len(senone) == c.num_frames == c.load_features().shape[0]
+            assert senone.max() < tree.num_leaves and senone.min() >= 0
+            sub = c.load_custom("subword")
+            assert sub.max() < len(c.custom["subword_tokens"])
+
+
 def test_rerun_is_a_noop(tiny_recipe: Path):
-    before = {p: p.stat().st_mtime_ns for p in (tiny_recipe / "data").rglob("*.jsonl.gz")}
-    r = run(tiny_recipe, "--config", "conf/tiny.yaml", "--stage", "1", "--stop-stage", "5")
+    def outputs():
+        return [*(tiny_recipe / "data").rglob("*.jsonl.gz"), *(tiny_recipe / "exp").rglob("*.ark"),
+                tiny_recipe / "exp/tree/tree.json", tiny_recipe / "exp/ali_mono/final.pt"]
+
+    before = {p: p.stat().st_mtime_ns for p in outputs()}
+    r = run(tiny_recipe, "--config", "conf/tiny.yaml", "--stage", "1", "--stop-stage", str(LAST_STAGE))
     assert r.returncode == 0, r.stderr[-2000:]
-    after = {p: p.stat().st_mtime_ns for p in (tiny_recipe / "data").rglob("*.jsonl.gz")}
+    after = {p: p.stat().st_mtime_ns for p in outputs()}
     assert before == after
     assert "skipping" in r.stdout + r.stderr
 
@@ -91,3 +123,53 @@ def test_bad_config_key(tiny_recipe: Path):
 def test_help(tiny_recipe: Path):
     r = run(tiny_recipe, "--help")
     assert r.returncode == 0 and "--stop-stage" in r.stdout and "Stages:" in r.stdout
+
+
+def test_kaldi_alignment_import_round_trip(tiny_recipe: Path, monkeypatch, tmp_path: Path):
+    """Export lm2am's own dev alignment as Kaldi would print it (ali-to-pdf, ali-to-phones
+    --per-frame with position-dependent phones), import it with steps/import_kaldi_ali.py and
+    get the same targets back."""
+    import numpy as np
+
+    from lm2am.align.pipeline import read_ctm, read_phone_list
+    from lm2am.targets import read_info, read_targets
+
+    monkeypatch.chdir(tiny_recipe)
+    part = "dev-synth"
+    ours = read_targets("data/targets", part)
+    words = read_ctm("exp/ali_mono", part)
+    phones = read_phone_list("data/lang")
+    kaldi_phones = ["<eps>", "SIL", "SIL_B", "SIL_E", "SIL_I", "SIL_S"]
+    kaldi_phones += [f"{p}_{pos}" for p in phones[2:] if not p.startswith("#") for pos in "BEIS"]
+    kid = {p: i for i, p in enumerate(kaldi_phones)}
+    pdf_lines, ph_lines = [], []
+    for utt in sorted(ours):
+        t = ours[utt]
+        kp = [kid["SIL"]] * t.num_frames
+        for _, s, e in words.get(utt, []):
+            seg = t.phone[s:e]
+            starts = [0] + [i for i in range(1, len(seg)) if t.phone_pos[s + i] != t.phone_pos[s + i - 1]]
+            runs = [(a, b) for a, b in zip(starts, starts[1:] + [len(seg)])
+                    if phones[seg[a]] not in ("SIL", "SPN")]
+            for j, (a, b) in enumerate(runs):
+                pos = "S" if len(runs) == 1 else "B" if j == 0 else "E" if j == len(runs) - 1 else "I"
+                kp[s + a:s + b] = [kid[f"{phones[seg[a]]}_{pos}"]] * (b - a)
+        pdf_lines.append(f"{utt} " + " ".join(map(str, t.senone)))
+        ph_lines.append(f"{utt} " + " ".join(map(str, kp)))
+    (tmp_path / "pdf.txt").write_text("\n".join(pdf_lines) + "\n")
+    (tmp_path / "phones.txt").write_text("\n".join(ph_lines) + "\n")
+    (tmp_path / "kaldi_phones.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate(kaldi_phones)))
+    out = tmp_path / "targets"
+    num_senones = read_info("data/targets", part).num_senones
+    r = subprocess.run(["bash", "-c", ". ./path.sh && steps/import_kaldi_ali.py --num-pdfs "
+                        f"{num_senones} {tmp_path}/pdf.txt {tmp_path}/phones.txt {tmp_path}/kaldi_phones.txt "
+                        f"data/fbank/cuts_{part}.jsonl.gz data/lang {out}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    theirs = read_targets(out, part)
+    assert sorted(theirs) == sorted(ours)
+    for utt in ours:
+        a, b = ours[utt], theirs[utt]
+        np.testing.assert_array_equal(a.senone, b.senone)
+        np.testing.assert_array_equal(a.phone, b.phone)
+        np.testing.assert_array_equal(a.subword, b.subword)
+        assert a.subword_tokens == b.subword_tokens
