@@ -28,6 +28,8 @@ SECTIONS: Dict[str, str] = {
     "topo": "lm2am.align.topo:HmmTopo",
     "align": "lm2am.align.flat_start:AlignConfig",
     "tree": "lm2am.tree:TreeConfig",
+    "graph": "lm2am.graph:GraphConfig",
+    "decode": "lm2am.decode:DecodeConfig",
 }
 
 
