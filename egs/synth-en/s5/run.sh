@@ -38,7 +38,8 @@ Stages:
   7  flat-start k2 aligner (steps/train_aligner.py)
   8  forced alignment of every synthetic part; accuracy vs the synthesizers' timings
   9  senone decision tree (steps/build_tree.py)
-  10 frame targets: senone, monophone, subword (steps/make_targets.py)"
+  10 frame targets: senone, monophone, subword (steps/make_targets.py)
+  11 decoding graph HCLG from lang + senone tree + n-gram LM of the LM text (steps/make_graph.py)"
 
 . ./path.sh
 . ./cmd.sh
@@ -125,6 +126,12 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     steps/make_targets.py --corpus-dir "$corpus" --plot $([ $part = $train_part ] && echo 2 || echo 0) \
       data/fbank/cuts_$part.jsonl.gz data/lang exp/ali_mono exp/tree data/targets
   done
+fi
+
+if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
+  log "Stage 11: decoding graph in data/lang/graph"
+  steps/make_graph.py --config "$config" --lm-text "$corpus/lm_text/lm_text.txt" \
+    data/lang exp/tree/tree.json data/lang/graph
 fi
 
 log "Done (stages $stage..$stop_stage)."
