@@ -16,11 +16,16 @@ no_apt=false
 APT_PACKAGES="flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng
   libespeak-ng1 sox libsox-fmt-all flac wordnet-base fortunes fortunes-min bible-kjv bible-kjv-text
   asterisk-moh-opsound-wav asterisk-core-sounds-en-g722 asterisk-core-sounds-en sctk"
+# Optional: a single-node Slurm for the cluster-runner tests (installed when root; the tests
+# skip with a reason where it is missing).
+APT_OPTIONAL="slurm-wlm munge"
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
-for p in $APT_PACKAGES; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+for p in $APT_PACKAGES; do installed "$p" || missing+=("$p"); done
+if [ "$(id -u)" = 0 ] && ! $no_apt; then
+  for p in $APT_OPTIONAL; do installed "$p" || missing+=("$p"); done
+fi
 if [ ${#missing[@]} -gt 0 ] && ! $no_apt; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing Debian packages: ${missing[*]}"
