@@ -30,6 +30,7 @@ SECTIONS: Dict[str, str] = {
     "tree": "lm2am.tree:TreeConfig",
     "graph": "lm2am.graph:GraphConfig",
     "decode": "lm2am.decode:DecodeConfig",
+    "am": "lm2am.am.config:AmConfig",
 }
 
 
