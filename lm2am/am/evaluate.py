@@ -120,3 +120,19 @@ def evaluate_exp(model_path: Path | str, paths: Any, part: str, device: str = "c
              ", ".join(f"{k} {v:.4f}" for k, v in res.items()
                        if k.endswith("_acc") and k != "main_acc"))
     return res
+
+
+def frame_accuracy_table(exp_dir: Path | str, part: str) -> str:
+    """Mean ± std (over seeds) of every system's main-head frame accuracy on ``part``, from
+    ``<exp_dir>/am_<system>/seed*/eval_<part>.json``; a Markdown table."""
+    import numpy as np
+
+    rows: Dict[str, list] = {}
+    for f in sorted(Path(exp_dir).glob(f"am_*/seed*/eval_{part}.json")):
+        res = json.loads(f.read_text())
+        rows.setdefault(f.parent.parent.name[3:], []).append(res["main_acc"])
+    lines = [f"| system | seeds | main-head frame accuracy on {part} (%) |", "|---|---|---|"]
+    for name, accs in rows.items():
+        a = np.array(accs) * 100
+        lines.append(f"| {name} | {len(a)} | {a.mean():.2f} ± {a.std():.2f} |")
+    return "\n".join(lines)

@@ -18,6 +18,9 @@ train_part=train-synth
 eval_parts="dev-synth test-synth"
 real_parts="test-asterisk"   # real, out-of-domain speech; set to "" to skip it
 device=cpu              # cpu | cuda
+# The comparison: one AM per system (conf/systems/<name>.yaml) and seed. Edit freely.
+am_systems="ce interp_0.1 interp_0.3 aux_monophone aux_senone aux_subword hier hier_no_senone hier_no_monophone hier_no_subword"
+seeds="1"
 
 help_message="Usage: $0 [options]
   --config FILE      recipe config with sections corpus/manifests/features/lang ($config)
@@ -27,6 +30,8 @@ help_message="Usage: $0 [options]
   --corpus DIR       corpus directory ($corpus)
   --real-parts LIST  real-speech check sets, \"\" to skip ($real_parts)
   --device DEV       cpu or cuda for the neural stages ($device)
+  --am-systems LIST  systems to train, names of conf/systems/*.yaml (\"$am_systems\")
+  --seeds LIST       seeds per system (\"$seeds\")
 Stages:
   0  check environment and config
   1  synthesize the synth-en corpus (local/synth-en/make_corpus.py)
@@ -39,7 +44,11 @@ Stages:
   8  forced alignment of every synthetic part; accuracy vs the synthesizers' timings
   9  senone decision tree (steps/build_tree.py)
   10 frame targets: senone, monophone, subword (steps/make_targets.py)
-  11 decoding graph HCLG from lang + senone tree + n-gram LM of the LM text (steps/make_graph.py)"
+  11 decoding graph HCLG from lang + senone tree + n-gram LM of the LM text (steps/make_graph.py)
+  12 teacher LMs for senones, monophones, subwords (steps/train_lm.py)
+  13 teacher posteriors (top-k per frame, ark/scp) for the train and dev parts
+  14 train every AM system in --am-systems for every seed (steps/train_am.py)
+  15 dev frame accuracy of every system (steps/eval_am.py) -> exp/frame_accuracy_<dev>.md"
 
 . ./path.sh
 . ./cmd.sh
@@ -132,6 +141,30 @@ if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   log "Stage 11: decoding graph in data/lang/graph"
   steps/make_graph.py --config "$config" --lm-text "$corpus/lm_text/lm_text.txt" \
     data/lang exp/tree/tree.json data/lang/graph
+fi
+
+if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
+  for sys in $am_systems; do
+    for seed in $seeds; do
+      log "Stage 14: train AM system $sys, seed $seed in exp/am_$sys/seed$seed"
+      $cuda_cmd exp/am_$sys/seed$seed/log/run.log \
+        steps/train_am.py --config "$config" --system conf/systems/$sys.yaml \
+          --exp-dir exp/am_$sys/seed$seed --seed $seed --train-part $train_part \
+          --dev-part $(echo $eval_parts | cut -d' ' -f1) --device $device
+    done
+  done
+fi
+
+if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
+  log "Stage 15: dev frame accuracy of every system"
+  dev_part=$(echo $eval_parts | cut -d' ' -f1)
+  for sys in $am_systems; do
+    for seed in $seeds; do
+      steps/eval_am.py --exp-dir exp/am_$sys/seed$seed --part $dev_part --device $device \
+        --out exp/am_$sys/seed$seed/eval_$dev_part.json
+    done
+  done
+  steps/frame_accuracy_report.py exp $dev_part
 fi
 
 log "Done (stages $stage..$stop_stage)."
