@@ -31,6 +31,7 @@ SECTIONS: Dict[str, str] = {
     "graph": "lm2am.graph:GraphConfig",
     "decode": "lm2am.decode:DecodeConfig",
     "am": "lm2am.am.config:AmConfig",
+    "lm": "lm2am.lm.model:LmConfig",
 }
 
 

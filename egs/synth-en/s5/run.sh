@@ -143,6 +143,33 @@ if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
     data/lang exp/tree/tree.json data/lang/graph
 fi
 
+teacher_units="monophone senone subword"   # exp/lm_<unit>; the LM code calls monophones "phone"
+dev_part=$(echo $eval_parts | cut -d' ' -f1)
+
+if [ $stage -le 12 ] && [ $stop_stage -ge 12 ]; then
+  for unit in $teacher_units; do
+    log "Stage 12: teacher LM for $unit in exp/lm_$unit"
+    $cuda_cmd exp/lm_$unit/log/run.log \
+      steps/train_lm.py --config "$config" --unit $([ $unit = monophone ] && echo phone || echo $unit) \
+        --tree-dir exp/tree --lm-text "$corpus/lm_text/lm_text.txt" --targets-dir data/targets \
+        --train-part $train_part --dev-cuts data/fbank/cuts_$dev_part.jsonl.gz --device $device \
+        data/lang exp/lm_$unit
+  done
+fi
+
+if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
+  for unit in $teacher_units; do
+    for part in $train_part $dev_part; do
+      log "Stage 13: $unit teacher posteriors for $part ($nj jobs)"
+      $train_cmd JOB=1:$nj exp/lm_$unit/log/post_$part.JOB.log \
+        steps/compute_posteriors.py --config "$config" --job JOB --num-jobs $nj --device $device \
+          --lang-dir data/lang --tree-dir exp/tree exp/lm_$unit data/targets $part exp/lm_$unit/post_$part
+      steps/compute_posteriors.py --config "$config" --merge --num-jobs $nj --lang-dir data/lang \
+        --tree-dir exp/tree exp/lm_$unit data/targets $part exp/lm_$unit/post_$part
+    done
+  done
+fi
+
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
   for sys in $am_systems; do
     for seed in $seeds; do
@@ -150,14 +177,13 @@ if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
       $cuda_cmd exp/am_$sys/seed$seed/log/run.log \
         steps/train_am.py --config "$config" --system conf/systems/$sys.yaml \
           --exp-dir exp/am_$sys/seed$seed --seed $seed --train-part $train_part \
-          --dev-part $(echo $eval_parts | cut -d' ' -f1) --device $device
+          --dev-part $dev_part --device $device
     done
   done
 fi
 
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   log "Stage 15: dev frame accuracy of every system"
-  dev_part=$(echo $eval_parts | cut -d' ' -f1)
   for sys in $am_systems; do
     for seed in $seeds; do
       steps/eval_am.py --exp-dir exp/am_$sys/seed$seed --part $dev_part --device $device \

@@ -1,0 +1,241 @@
+"""Reading teacher posteriors back for a batch of cuts, aligned with the AM's output frames.
+
+:func:`load_teacher_posteriors` returns :class:`SparsePosteriors` (top-k indices and
+probabilities per frame plus a mask), subsampled with :func:`lm2am.frames.subsample` exactly as
+features and targets are; :func:`to_dense` turns them into ``[B, T', V]`` distributions (tests,
+label interpolation). The storage layout is described in :mod:`lm2am.lm.posteriors`.
+
+Speed: a :class:`PosteriorReader` parses ``post.scp`` once, keeps one file descriptor per ark
+(``os.pread``: no shared file position, safe in forked data-loader workers) and decodes each
+cut's matrix with one read and ``np.frombuffer``; a cut costs a few tens of microseconds, far
+below loading its features. :func:`load_teacher_posteriors` caches one reader per directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from lm2am.errors import Lm2amError
+from lm2am.frames import num_subsampled, subsample
+from lm2am.lm.posteriors import FORMAT, VERSION
+
+__all__ = ["SparsePosteriors", "PosteriorReader", "load_teacher_posteriors", "to_dense"]
+
+PathLike = Union[str, Path]
+_HEAD = 15  # b"\0BFM " + b"\4" + int32 rows + b"\4" + int32 cols
+
+
+@dataclass
+class SparsePosteriors:
+    """Teacher posteriors of a batch: for cut ``b`` and (subsampled) frame ``t`` the
+    distribution ``sum_j probs[b, t, j] * onehot(indices[b, t, j])``.
+
+    ``mask`` is False on silence frames and padding (there ``probs`` are 0 and ``indices`` 0,
+    so gathers stay in range and any weighted loss term is 0; unused top-k slots likewise).
+    """
+
+    indices: torch.Tensor  # int64 [B, T', k]
+    probs: torch.Tensor  # float32 [B, T', k]
+    mask: torch.Tensor  # bool [B, T']
+
+    def to(self, device: Union[str, torch.device]) -> "SparsePosteriors":
+        return SparsePosteriors(self.indices.to(device), self.probs.to(device), self.mask.to(device))
+
+
+def _read_scp(path: Path) -> Dict[str, Tuple[str, int]]:
+    out: Dict[str, Tuple[str, int]] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        ark, _, off = fields[-1].rpartition(":") if len(fields) == 2 else ("", "", "")
+        if not ark or not off.isdigit():
+            raise Lm2amError(f"{path} line {n}: expected '<cut-id> <ark>:<offset>', got "
+                             f"{line[:80]!r}; rerun the posterior stage")
+        out[fields[0]] = (ark, int(off))
+    return out
+
+
+class PosteriorReader:
+    """Random access to the teacher posteriors in ``post_dir`` (needs ``post_info.json``).
+
+    ``vocab_size``, if given, must equal the teacher's vocabulary size (the AM head's output
+    size), else :class:`Lm2amError`. ``info`` holds ``post_info.json``.
+    """
+
+    def __init__(self, post_dir: PathLike, vocab_size: Optional[int] = None):
+        self.post_dir = Path(post_dir)
+        info_path = self.post_dir / "post_info.json"
+        if not info_path.is_file():
+            raise Lm2amError(f"{info_path} is missing: the teacher posteriors in {self.post_dir} are "
+                             "absent or incomplete; run the posterior stage (steps/compute_posteriors.py)")
+        try:
+            self.info = json.loads(info_path.read_text())
+        except json.JSONDecodeError:
+            raise Lm2amError(f"{info_path}: not valid JSON; rerun the posterior stage") from None
+        if self.info.get("format") != FORMAT or self.info.get("version") != VERSION:
+            raise Lm2amError(f"{info_path}: not lm2am teacher posteriors version {VERSION}; rerun "
+                             "the posterior stage")
+        self.vocab_size = int(self.info["vocab_size"])
+        self.k = int(self.info["top_k"])
+        if vocab_size is not None and int(vocab_size) != self.vocab_size:
+            raise Lm2amError(f"{info_path}: posteriors are over {self.vocab_size} {self.info['unit']} "
+                             f"tokens but the model's head has {vocab_size} outputs; use the "
+                             "posteriors of the matching unit/tree or fix the head size")
+        self._scp_path = self.post_dir / "post.scp"
+        if not self._scp_path.is_file():
+            raise Lm2amError(f"{self._scp_path} is missing; rerun the posterior stage (merge step)")
+        self._scp = _read_scp(self._scp_path)
+        self._fds: Dict[str, int] = {}
+        self._pid = os.getpid()
+
+    def __contains__(self, cut_id: object) -> bool:
+        return cut_id in self._scp
+
+    def __len__(self) -> int:
+        return len(self._scp)
+
+    def keys(self) -> List[str]:
+        return list(self._scp)
+
+    def _fd(self, ark: str) -> Tuple[int, str]:
+        if self._pid != os.getpid():  # forked worker: own descriptors
+            self._fds, self._pid = {}, os.getpid()
+        fd = self._fds.get(ark)
+        if fd is None:
+            path = ark
+            if not os.path.isfile(path):  # scp paths are relative to the recipe dir; also
+                alt = self.post_dir / Path(ark).name  # accept the ark next to the scp
+                if not alt.is_file():
+                    raise Lm2amError(f"{ark} (named in {self._scp_path}) is missing; rerun the "
+                                     "posterior stage, or run from the directory it ran in")
+                path = str(alt)
+            fd = self._fds[ark] = os.open(path, os.O_RDONLY)
+        return fd, ark
+
+    def close(self) -> None:
+        """Close the ark files (reopened on the next read)."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+    def __del__(self) -> None:
+        try:
+            if self._pid == os.getpid():
+                self.close()
+        except Exception:
+            pass
+
+    def read_matrix(self, cut_id: str) -> np.ndarray:
+        """The stored ``[runs + 1, 2 + 2k]`` float32 matrix of ``cut_id``."""
+        try:
+            ark, off = self._scp[cut_id]
+        except KeyError:
+            raise Lm2amError(f"cut {cut_id} has no teacher posteriors in {self._scp_path}; recompute "
+                             "them for this part (or drop the cut)") from None
+        fd, name = self._fd(ark)
+        head = os.pread(fd, _HEAD, off)
+        where = f"{name}:{off} (cut {cut_id})"
+        if len(head) < _HEAD or head[:5] != b"\0BFM " or head[5] != 4 or head[10] != 4:
+            raise Lm2amError(f"{where}: not a Kaldi float matrix (corrupt or truncated ark); rerun "
+                             "the posterior stage")
+        rows = int.from_bytes(head[6:10], "little", signed=True)
+        cols = int.from_bytes(head[11:15], "little", signed=True)
+        if rows < 1 or cols != 2 + 2 * self.k:
+            raise Lm2amError(f"{where}: matrix is {rows}x{cols}, expected (runs+1)x{2 + 2 * self.k} "
+                             f"for top_k={self.k}; rerun the posterior stage")
+        data = os.pread(fd, 4 * rows * cols, off + _HEAD)
+        if len(data) != 4 * rows * cols:
+            raise Lm2amError(f"{where}: ark ends inside the matrix (truncated); rerun the posterior stage")
+        return np.frombuffer(data, dtype="<f4").reshape(rows, cols)
+
+    def frames(self, cut_id: str, num_frames: Optional[int] = None
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per frame of ``cut_id``: ``(indices int64 [T, k], probs float32 [T, k], speech bool [T])``
+        (silence: index 0, probability 0). ``num_frames`` (the features') must equal ``T``."""
+        m = self.read_matrix(cut_id)
+        k = self.k
+        T = int(m[-1, 0])
+        where = f"{self._scp[cut_id][0]} (cut {cut_id})"
+        if num_frames is not None and int(num_frames) != T:
+            raise Lm2amError(f"{where}: teacher posteriors have {T} frames but the features "
+                             f"{num_frames}; recompute targets and posteriors from these features")
+        runs = m[:-1]
+        start = runs[:, 0].astype(np.int64)
+        end = runs[:, 1].astype(np.int64)
+        idx = runs[:, 2:2 + k].astype(np.int64)
+        if runs.size and (start.min() < 0 or end.max() > T or (end < start).any()
+                          or idx.max() >= self.vocab_size):
+            raise Lm2amError(f"{where}: run or vocabulary index out of range (corrupt ark, or "
+                             f"posteriors of another vocabulary than {self.vocab_size}); rerun the "
+                             "posterior stage")
+        counts = end - start
+        row = np.repeat(np.arange(len(runs)), counts)
+        frame = np.arange(row.size) + np.repeat(start - np.cumsum(counts) + counts, counts)
+        indices = np.zeros((T, k), dtype=np.int64)
+        probs = np.zeros((T, k), dtype=np.float32)
+        speech = np.zeros(T, dtype=bool)
+        indices[frame] = np.maximum(idx[row], 0)  # spare slots (-1, prob 0) -> 0
+        probs[frame] = runs[row, 2 + k:]
+        speech[frame] = True
+        return indices, probs, speech
+
+    def load(self, cut_ids: Sequence[str], num_frames: Sequence[int], subsampling: int = 1
+             ) -> SparsePosteriors:
+        """A padded batch (see :func:`load_teacher_posteriors`)."""
+        if len(cut_ids) != len(num_frames):
+            raise ValueError(f"{len(cut_ids)} cut ids but {len(num_frames)} frame counts")
+        B = len(cut_ids)
+        Tp = num_subsampled(max(num_frames, default=0), subsampling)
+        indices = np.zeros((B, Tp, self.k), dtype=np.int64)
+        probs = np.zeros((B, Tp, self.k), dtype=np.float32)
+        mask = np.zeros((B, Tp), dtype=bool)
+        for b, (c, n) in enumerate(zip(cut_ids, num_frames)):
+            i, p, s = self.frames(c, n)
+            i, p, s = subsample(i, subsampling), subsample(p, subsampling), subsample(s, subsampling)
+            t = len(s)
+            indices[b, :t], probs[b, :t], mask[b, :t] = i, p, s
+        return SparsePosteriors(torch.from_numpy(indices), torch.from_numpy(probs),
+                                torch.from_numpy(mask))
+
+
+_READERS: Dict[Tuple[str, Optional[int], int], PosteriorReader] = {}
+
+
+def load_teacher_posteriors(post_dir: PathLike, cut_ids: Sequence[str], num_frames: Sequence[int],
+                            subsampling: int = 1, vocab_size: Optional[int] = None
+                            ) -> SparsePosteriors:
+    """Teacher posteriors of ``cut_ids`` as a padded batch of ``T' = num_subsampled(max T,
+    subsampling)`` frames, frames picked by :func:`lm2am.frames.subsample`.
+
+    ``num_frames`` are the cuts' feature frame counts (before subsampling); each must equal the
+    stored count. ``vocab_size``: the expected vocabulary (the AM head's size), checked. The
+    reader of ``post_dir`` is opened once and cached (per process).
+    """
+    scp = Path(post_dir) / "post.scp"
+    try:  # a recomputed directory gets a fresh reader
+        stamp = scp.stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = -1
+    key = (str(Path(post_dir).resolve()), vocab_size, stamp)
+    reader = _READERS.get(key)
+    if reader is None:
+        reader = _READERS[key] = PosteriorReader(post_dir, vocab_size)
+    return reader.load(cut_ids, num_frames, subsampling)
+
+
+def to_dense(sparse: SparsePosteriors, vocab_size: int) -> torch.Tensor:
+    """``[B, T', V]`` float32 distributions (all zero on masked frames)."""
+    if sparse.indices.numel() and int(sparse.indices.max()) >= vocab_size:
+        raise Lm2amError(f"teacher posterior index {int(sparse.indices.max())} >= vocabulary size "
+                         f"{vocab_size}; the posteriors belong to another unit or tree")
+    B, T, _ = sparse.indices.shape
+    out = torch.zeros(B, T, vocab_size, dtype=sparse.probs.dtype, device=sparse.probs.device)
+    out.scatter_add_(2, sparse.indices, sparse.probs * sparse.mask.unsqueeze(-1))
+    return out

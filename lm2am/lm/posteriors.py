@@ -1,0 +1,409 @@
+"""Teacher posteriors: each training cut's own token sequence through the teacher, top-k per
+token, spread over the token's frames; stored as Kaldi ark/scp, sharded, resumable.
+
+What a frame gets
+-----------------
+For each cut, the unit's token sequence comes from its frame targets
+(:func:`lm2am.lm.tokens.target_tokens`). The teacher scores it (:mod:`lm2am.lm.scoring`:
+masked LM with the batched masking scheme, or causal LM), each position's logits become
+``softmax(logits / temperature)``, of which the ``top_k`` largest entries are kept and
+renormalized to sum to 1. Frame ``t`` gets the distribution of position ``pos[t]`` (the
+targets' ``senone_pos`` / ``phone_pos`` / ``subword``); ``pos[t] = -1`` (silence) gets none.
+
+Storage layout (``exp/lm_<unit>/post_<part>/``)
+---------------------------------------------
+Frames of one token share one distribution, so a distribution is stored once per *run* (a
+maximal range of consecutive frames with the same position) rather than once per frame:
+
+* ``post.<J>.ark`` / ``post.<J>.scp`` (job ``J`` = 1..N): per cut (key = cut id) one Kaldi
+  binary float32 matrix (``\\0BFM``, what ``copy-matrix`` reads; ``kaldiio.load_scp`` too) of
+  shape ``[R + 1, 2 + 2k]``. Row ``r < R`` is one run: ``start, end`` (frames ``[start, end)``),
+  then ``k`` vocabulary indices, then their ``k`` probabilities (renormalized top-k, descending;
+  where the vocabulary is smaller than ``k`` the spare entries are index ``-1``, probability
+  ``0``). The last row is a sentinel ``[T, T, -1 ..., 0 ...]`` recording the cut's frame count
+  ``T``. Frames in no run are silence (the loader marks them). Indices are exact in float32
+  (< 2^24). Runs are in frame order and never overlap.
+* ``post.scp``: all shards' scp lines, C-locale sorted by cut id (written by
+  :func:`merge_posteriors`).
+* ``post_info.json``: unit, vocabulary size, ``top_k``, temperature, arch, ``mask_spacing``,
+  counts, bytes and bytes per frame; written last, the completion signal the loader requires.
+* ``.post.<J>.done`` (fingerprint of model, targets and options), ``post.<J>.json`` (shard
+  counts), ``storage_report.txt``, ``plots/``.
+
+Size: ``(2 + 2k) * 4`` bytes per run plus ~20 bytes per cut (matrix header, key), i.e. for
+``k = 8`` 72 bytes per token against ``4 * V`` bytes per frame for dense float32: with tokens of
+~3 (senone), ~8 (phone), ~20 (subword) frames this is far more than 10x smaller even for the
+~50-phone vocabulary (:func:`storage_report` measures it).
+
+Sharding and resuming
+---------------------
+Cuts (sorted, C-locale) are split into ``N`` contiguous shards; job ``J`` writes only its
+shard, to temporary names renamed at the end (ark first, then scp, then its counts and done
+marker). A rerun skips shards whose done marker matches and recomputes the others from
+scratch (a killed shard's leftovers are removed); the computation is deterministic for a given
+shard (fixed batch composition and order), so the files come out byte-identical given the same
+torch build and thread count.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from lm2am.errors import Lm2amError
+from lm2am.io import DoneMarker, atomic_path, atomic_write_text
+from lm2am.lm.scoring import score_sequences
+from lm2am.lm.tokens import check_unit, target_tokens
+
+log = logging.getLogger(__name__)
+
+__all__ = ["pos_runs", "encode_rows", "topk_posteriors", "shard_cut_ids", "compute_posteriors",
+           "merge_posteriors", "storage_report", "format_storage_report", "FORMAT", "VERSION"]
+
+FORMAT = "lm2am-teacher-posteriors"
+VERSION = 1
+_CHUNK = 256  # cuts scored together (one set of batches); part of what fixes the output bytes
+
+PathLike = Union[str, Path]
+
+
+# ----------------------------------------------------------------------------------------------
+# Frame layout
+
+
+def pos_runs(pos: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal non-negative values of a per-frame position array: ``(start, end, pos)``
+    arrays (frames ``[start, end)`` have position ``pos``); ``-1`` frames are in no run."""
+    pos = np.asarray(pos, dtype=np.int64)
+    T = pos.shape[0]
+    if T == 0:
+        e = np.zeros(0, np.int64)
+        return e, e, e
+    change = np.ones(T, dtype=bool)
+    change[1:] = pos[1:] != pos[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.r_[starts[1:], T]
+    keep = pos[starts] >= 0
+    return starts[keep], ends[keep], pos[starts][keep]
+
+
+def topk_posteriors(logits: torch.Tensor, k: int, temperature: float = 1.0
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """``softmax(logits / temperature)`` per row, its ``k`` largest entries renormalized:
+    ``(indices int64 [n, k], probs float32 [n, k])``, descending; spare entries (``k > V``)
+    are index -1, probability 0."""
+    n, V = logits.shape
+    p = torch.softmax(logits.double() / temperature, dim=-1)
+    kk = min(k, V)
+    val, idx = torch.topk(p, kk, dim=-1)
+    val = val / val.sum(-1, keepdim=True)
+    out_i = np.full((n, k), -1, dtype=np.int64)
+    out_p = np.zeros((n, k), dtype=np.float32)
+    out_i[:, :kk] = idx.numpy()
+    out_p[:, :kk] = val.numpy().astype(np.float32)
+    return out_i, out_p
+
+
+def encode_rows(pos: np.ndarray, idx: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The stored matrix of one cut (module docstring): runs of ``pos`` with the top-k
+    ``idx``/``probs`` ([num_tokens, k]) of their position, plus the sentinel row."""
+    k = idx.shape[1]
+    s, e, p = pos_runs(pos)
+    if p.size and p.max() >= idx.shape[0]:
+        raise ValueError(f"position {int(p.max())} >= the {idx.shape[0]} tokens")
+    T = int(np.asarray(pos).shape[0])
+    m = np.zeros((len(s) + 1, 2 + 2 * k), dtype=np.float32)
+    m[:-1, 0], m[:-1, 1] = s, e
+    m[:-1, 2:2 + k] = idx[p]
+    m[:-1, 2 + k:] = probs[p]
+    m[-1, :2] = T
+    m[-1, 2:2 + k] = -1
+    return m
+
+
+# ----------------------------------------------------------------------------------------------
+# Computing and writing
+
+
+def shard_cut_ids(cut_ids: Iterable[str], job: int, num_jobs: int) -> List[str]:
+    """Job ``job``'s (1-based) contiguous share of the C-locale sorted ``cut_ids``."""
+    if not 1 <= job <= num_jobs:
+        raise Lm2amError(f"--job {job} is outside 1..{num_jobs} (--num-jobs)")
+    ids = sorted(set(cut_ids), key=str.encode)
+    n = len(ids)
+    lo, hi = (job - 1) * n // num_jobs, job * n // num_jobs
+    return ids[lo:hi]
+
+
+def _shard_marker(out_dir: Path, job: int, num_jobs: int, model_path: Path, info_path: Path,
+                  params: Mapping[str, Any]) -> DoneMarker:
+    return DoneMarker(out_dir / f".post.{job}.done", {**params, "job": job, "num_jobs": num_jobs,
+                                                        "format": FORMAT, "version": VERSION},
+                      inputs=[model_path, info_path])
+
+
+def _options(meta: Mapping[str, Any], top_k: Optional[int], temperature: Optional[float],
+             mask_spacing: Optional[int]) -> Dict[str, Any]:
+    cfg = meta["config"]
+    k = cfg.top_k if top_k is None else int(top_k)
+    t = cfg.temperature if temperature is None else float(temperature)
+    s = cfg.mask_spacing if mask_spacing is None else int(mask_spacing)
+    if k < 1:
+        raise Lm2amError(f"top_k must be >= 1, got {k}")
+    if t < 0.1:
+        raise Lm2amError(f"temperature must be >= 0.1, got {t}")
+    return {"unit": meta["unit"], "vocab_size": meta["vocab_size"], "arch": cfg.arch,
+            "top_k": k, "temperature": t, "mask_spacing": s}
+
+
+def compute_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_dir: PathLike, *,
+                       job: int = 1, num_jobs: int = 1, device: Union[str, torch.device] = "cpu",
+                       top_k: Optional[int] = None, temperature: Optional[float] = None,
+                       mask_spacing: Optional[int] = None, batch_tokens: Optional[int] = None,
+                       progress: bool = True) -> Dict[str, Any]:
+    """Write shard ``job`` of ``num_jobs`` of the teacher posteriors of ``part``.
+
+    ``model_dir/final.pt`` is the teacher (:func:`lm2am.lm.train.load_lm`); its unit picks the
+    targets' token sequences and position arrays (``targets_dir``, :func:`lm2am.targets.
+    read_targets`). ``top_k``, ``temperature``, ``mask_spacing``, ``batch_tokens`` default to
+    the teacher's config. Skips a shard whose done marker matches. Returns the shard's counts
+    (``skipped: True`` when skipped).
+    """
+    from tqdm import tqdm
+
+    from lm2am.lm.train import load_lm
+    from lm2am.targets import read_targets
+
+    model_dir, targets_dir, out_dir = Path(model_dir), Path(targets_dir), Path(out_dir)
+    if any(c.isspace() for c in str(out_dir)):
+        raise Lm2amError(f"posterior dir {str(out_dir)!r} contains whitespace, which Kaldi scp files "
+                         "cannot hold; use a path without spaces")
+    model_path = model_dir / "final.pt"
+    info_path = targets_dir / f"targets_{part}.json"
+    model, meta = load_lm(model_path, device)
+    opts = _options(meta, top_k, temperature, mask_spacing)
+    unit = check_unit(meta["unit"])
+    reader = read_targets(targets_dir, part)
+    expected = {"senone": reader.info.num_senones, "phone": reader.info.num_phones,
+                "subword": reader.info.num_subwords}[unit]
+    if expected is not None and expected != meta["vocab_size"]:
+        raise Lm2amError(f"{model_path}: the {unit} LM has a vocabulary of {meta['vocab_size']} but "
+                         f"the targets ({info_path}) use {expected}; retrain the LM with the same "
+                         "lang dir and tree as the targets")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = _shard_marker(out_dir, job, num_jobs, model_path, info_path, opts)
+    ark = out_dir / f"post.{job}.ark"
+    scp = out_dir / f"post.{job}.scp"
+    stats_path = out_dir / f"post.{job}.json"
+    if marker.is_done() and ark.is_file() and scp.is_file() and stats_path.is_file():
+        log.info("posteriors %s job %d/%d: done already, skipping", part, job, num_jobs)
+        return {**json.loads(stats_path.read_text()), "skipped": True}
+    for stale in glob.glob(str(out_dir / f".post.{job}.*.tmp*")):  # a killed run's leftovers
+        Path(stale).unlink()
+    if marker.path.exists():
+        marker.path.unlink()
+
+    cut_ids = shard_cut_ids(reader, job, num_jobs)
+    bt = batch_tokens or meta["config"].eval_batch_tokens
+    k, temp = opts["top_k"], opts["temperature"]
+    counts = {"cuts": 0, "frames": 0, "speech_frames": 0, "runs": 0, "tokens": 0}
+    t0 = time.time()
+    lines: List[str] = []
+    from kaldiio.matio import write_array
+
+    bar = tqdm(total=len(cut_ids), desc=f"{unit} posteriors {part} job {job}", disable=not progress,
+               mininterval=5, leave=False)
+    with atomic_path(ark) as tmp_ark:
+        with open(tmp_ark, "wb") as f:
+            for c0 in range(0, len(cut_ids), _CHUNK):
+                ids = cut_ids[c0:c0 + _CHUNK]
+                tp = [target_tokens(reader[c], unit) for c in ids]
+                seqs = [t for t, _ in tp]
+                tops = score_sequences(model, seqs, lambda i, lg: topk_posteriors(lg, k, temp),
+                                       spacing=opts["mask_spacing"], batch_tokens=bt,
+                                       device=torch.device(device))
+                for cid, (toks, pos), top in zip(ids, tp, tops):
+                    if top is None:
+                        top = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
+                    m = encode_rows(pos, *top)
+                    f.write(cid.encode() + b" ")
+                    lines.append(f"{cid} {ark}:{f.tell()}\n")
+                    write_array(f, m)
+                    counts["cuts"] += 1
+                    counts["frames"] += int(len(pos))
+                    counts["speech_frames"] += int((np.asarray(pos) >= 0).sum())
+                    counts["runs"] += m.shape[0] - 1
+                    counts["tokens"] += len(toks)
+                bar.update(len(ids))
+    bar.close()
+    atomic_write_text(scp, "".join(lines))
+    counts["bytes"] = ark.stat().st_size
+    counts["seconds"] = round(time.time() - t0, 2)
+    atomic_write_text(stats_path, json.dumps(counts) + "\n")
+    marker.mark()
+    log.info("posteriors %s job %d/%d: %d cuts, %d frames, %d tokens in %.1f s (%.0f tokens/s)",
+             part, job, num_jobs, counts["cuts"], counts["frames"], counts["tokens"],
+             counts["seconds"], counts["tokens"] / max(counts["seconds"], 1e-9))
+    return {**counts, "skipped": False}
+
+
+def merge_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_dir: PathLike, *,
+                     num_jobs: int, top_k: Optional[int] = None, temperature: Optional[float] = None,
+                     mask_spacing: Optional[int] = None) -> Dict[str, Any]:
+    """Check that all ``num_jobs`` shards are done (same options), write ``post.scp`` (sorted)
+    and ``post_info.json`` (the completion signal). Returns the info."""
+    from lm2am.lm.train import load_lm
+
+    model_dir, targets_dir, out_dir = Path(model_dir), Path(targets_dir), Path(out_dir)
+    model_path = model_dir / "final.pt"
+    _, meta = load_lm(model_path)
+    opts = _options(meta, top_k, temperature, mask_spacing)
+    info_path = targets_dir / f"targets_{part}.json"
+    lines: List[str] = []
+    totals = {"cuts": 0, "frames": 0, "speech_frames": 0, "runs": 0, "tokens": 0, "bytes": 0,
+              "seconds": 0.0}
+    for j in range(1, num_jobs + 1):
+        marker = _shard_marker(out_dir, j, num_jobs, model_path, info_path, opts)
+        if not marker.is_done():
+            raise Lm2amError(f"{out_dir}: shard {j} of {num_jobs} is missing or stale "
+                             f"({marker.path}); run steps/compute_posteriors.py --job {j} "
+                             f"--num-jobs {num_jobs} with the same options first")
+        lines += (out_dir / f"post.{j}.scp").read_text().splitlines(keepends=True)
+        for key, v in json.loads((out_dir / f"post.{j}.json").read_text()).items():
+            totals[key] += v
+    lines.sort(key=lambda x: x.split(" ", 1)[0].encode())
+    info_file = out_dir / "post_info.json"
+    if info_file.exists():
+        info_file.unlink()  # never a completion signal next to a half-written post.scp
+    atomic_write_text(out_dir / "post.scp", "".join(lines))
+    V = opts["vocab_size"]
+    info = {"format": FORMAT, "version": VERSION, **opts, "part": part, "num_jobs": num_jobs,
+            "model": str(model_path), "targets": str(info_path), **totals,
+            "bytes_per_frame": round(totals["bytes"] / max(totals["frames"], 1), 2),
+            "dense_float32_bytes_per_frame": 4 * V,
+            "layout": "per cut float32 matrix [runs+1, 2+2k]: start, end, k indices, k probs; "
+                      "last row [T, T, -1.., 0..]; frames in no run are silence"}
+    atomic_write_text(info_file, json.dumps(info, indent=1) + "\n")
+    log.info("posteriors %s: %d cuts, %d frames (%d speech), %.1f bytes/frame vs %d dense float32 "
+             "(%.0fx smaller)", part, totals["cuts"], totals["frames"], totals["speech_frames"],
+             info["bytes_per_frame"], 4 * V, 4 * V / max(info["bytes_per_frame"], 1e-9))
+    return info
+
+
+# ----------------------------------------------------------------------------------------------
+# Storage report: bytes and information lost by top-k
+
+
+def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
+                   ks: Sequence[int] = (1, 2, 4, 8, 16, 32), num_cuts: int = 50,
+                   temperature: Optional[float] = None, mask_spacing: Optional[int] = None,
+                   compare_spacing: Sequence[int] = (), device: Union[str, torch.device] = "cpu",
+                   post_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+    """Evidence for choosing ``top_k``, on the first ``num_cuts`` cuts (C-locale order).
+
+    Per ``k``: bytes on disk of this module's layout (exact: the encoded arks' sizes) against
+    dense float32 ``[T, V]`` (Kaldi matrices of the same cuts), and, over speech frames, the
+    mean probability mass the top-k keep and ``KL(top-k renormalized || full) = -log(mass)``.
+    (The other direction, ``KL(full || top-k)``, is infinite whenever mass is dropped, since the
+    top-k distribution is 0 outside its support.) The distributions are those of
+    ``mask_spacing`` (default: the teacher's). With ``compare_spacing`` (masked LM), also the
+    mean ``KL(exact || spaced)`` of the full distributions for each given spacing, i.e. what
+    the cheaper masking scheme costs. With ``post_dir``, the stored files' real bytes too.
+    """
+    import io
+
+    from kaldiio.matio import write_array
+
+    from lm2am.lm.train import load_lm
+    from lm2am.targets import read_targets
+
+    model, meta = load_lm(Path(model_dir) / "final.pt", device)
+    cfg = meta["config"]
+    temp = cfg.temperature if temperature is None else float(temperature)
+    spacing = cfg.mask_spacing if mask_spacing is None else int(mask_spacing)
+    unit, V = meta["unit"], meta["vocab_size"]
+    reader = read_targets(targets_dir, part)
+    ids = sorted(reader, key=str.encode)[:num_cuts]
+    tp = [target_tokens(reader[c], unit) for c in ids]
+    seqs = [t for t, _ in tp]
+
+    def probs_of(sp: int) -> List[Optional[torch.Tensor]]:
+        return score_sequences(model, seqs, lambda i, lg: torch.softmax(lg.double() / temp, -1),
+                               spacing=sp, batch_tokens=cfg.eval_batch_tokens,
+                               device=torch.device(device))
+
+    full = probs_of(spacing)
+    frames = sum(len(p) for _, p in tp)
+    speech = sum(int((np.asarray(p) >= 0).sum()) for _, p in tp)
+    dense = io.BytesIO()
+    for c, (_, pos) in zip(ids, tp):
+        dense.write(c.encode() + b" ")
+        write_array(dense, np.zeros((len(pos), V), np.float32))
+    out: Dict[str, Any] = {"unit": unit, "vocab_size": V, "temperature": temp,
+                           "mask_spacing": spacing, "cuts": len(ids), "frames": frames,
+                           "speech_frames": speech, "dense_bytes": dense.tell(),
+                           "dense_bytes_per_frame": dense.tell() / max(frames, 1), "k": []}
+    for k in ks:
+        buf = io.BytesIO()
+        mass_sum = kl_sum = 0.0
+        for c, (toks, pos), p in zip(ids, tp, full):
+            if p is None:
+                top = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
+            else:
+                top = topk_posteriors(torch.log(p), k, 1.0)
+                mass = torch.topk(p, min(k, V), dim=-1).values.sum(-1).numpy()
+                w = np.bincount(np.asarray(pos)[np.asarray(pos) >= 0], minlength=len(toks))
+                mass_sum += float((w * mass).sum())
+                kl_sum += float((w * -np.log(np.maximum(mass, 1e-300))).sum())
+            buf.write(c.encode() + b" ")
+            write_array(buf, encode_rows(pos, *top))
+        out["k"].append({"k": k, "bytes": buf.tell(), "bytes_per_frame": buf.tell() / max(frames, 1),
+                         "smaller_than_dense": dense.tell() / max(buf.tell(), 1),
+                         "mean_kept_mass": mass_sum / max(speech, 1),
+                         "kl_topk_full": kl_sum / max(speech, 1)})
+    if compare_spacing and not model.causal:
+        out["spacing"] = []
+        exact = full if spacing == 0 else probs_of(0)
+        for sp in compare_spacing:
+            other = full if sp == spacing else exact if sp == 0 else probs_of(sp)
+            kl_sum = 0.0
+            for (toks, pos), p, q in zip(tp, exact, other):
+                if p is None:
+                    continue
+                kl = (p * (torch.log(p.clamp_min(1e-300)) - torch.log(q.clamp_min(1e-300)))).sum(-1)
+                w = np.bincount(np.asarray(pos)[np.asarray(pos) >= 0], minlength=len(toks))
+                kl_sum += float((w * kl.numpy()).sum())
+            out["spacing"].append({"mask_spacing": sp, "kl_exact_spaced": kl_sum / max(speech, 1)})
+    if post_dir is not None and (Path(post_dir) / "post_info.json").is_file():
+        info = json.loads((Path(post_dir) / "post_info.json").read_text())
+        out["stored"] = {k: info[k] for k in ("top_k", "bytes", "frames", "bytes_per_frame")}
+    return out
+
+
+def format_storage_report(r: Mapping[str, Any]) -> str:
+    """Human-readable table of :func:`storage_report`'s result."""
+    lines = [f"{r['unit']} teacher posteriors: vocabulary {r['vocab_size']}, temperature "
+             f"{r['temperature']}, {r['cuts']} cuts, {r['frames']} frames ({r['speech_frames']} speech)",
+             f"dense float32: {r['dense_bytes']} bytes ({r['dense_bytes_per_frame']:.1f} bytes/frame)",
+             f"{'k':>4} {'bytes':>10} {'bytes/frame':>12} {'x smaller':>10} {'kept mass':>10} "
+             f"{'KL(topk||full)':>15}"]
+    for e in r["k"]:
+        lines.append(f"{e['k']:>4} {e['bytes']:>10} {e['bytes_per_frame']:>12.2f} "
+                     f"{e['smaller_than_dense']:>10.1f} {e['mean_kept_mass']:>10.4f} "
+                     f"{e['kl_topk_full']:>15.4f}")
+    lines.append("KL(full||topk) is infinite when mass is dropped; KL(topk||full) = -log(kept mass), "
+                 "averaged over speech frames")
+    for e in r.get("spacing", []):
+        lines.append(f"mask_spacing {e['mask_spacing']}: KL(exact || spaced) {e['kl_exact_spaced']:.4f} "
+                     "nats per speech frame (temperature applied)")
+    if "stored" in r:
+        s = r["stored"]
+        lines.append(f"stored (k={s['top_k']}): {s['bytes']} bytes, {s['bytes_per_frame']:.2f} "
+                     f"bytes/frame over {s['frames']} frames")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,313 @@
+"""Training of one teacher LM (:func:`train_lm`), resumable after a kill, with a dev report.
+
+Data: the caller passes token sequences (:mod:`lm2am.lm.tokens`): the LM text pool plus the AM
+training transcripts for training, held-out text for dev. Sequences longer than ``max_len`` are
+cropped to a random window each epoch.
+
+Batches: per epoch (seeded by ``seed`` and the epoch) the sequences are shuffled, sorted by
+length within groups of 100 batches' worth, packed into batches of at most ``batch_tokens``
+padded tokens, and the batches shuffled. The masking noise and dropout of update ``n`` are
+seeded by ``(seed, n)``, so a run resumed from a checkpoint makes exactly the updates an
+uninterrupted run makes.
+
+Optimizer: AdamW, linear warm-up over ``warmup_steps`` then cosine decay to 10 % of ``lr`` at
+the last update, gradient norm clipped at 1.
+
+Files in ``out_dir``: ``checkpoint.pt`` (model, optimizer, scheduler, position in the data,
+history; written atomically every ``checkpoint_every`` updates and at each epoch end),
+``final.pt`` (what the posterior stage loads: config, unit, vocabulary size, weights),
+``report.json`` (dev perplexity of the LM and of an add-one unigram model of the same unit on
+the same dev tokens, sizes, time, per-epoch history) and ``log/train.log`` (via the caller's
+logging set-up). A rerun after ``final.pt`` exists retrains only if the caller removes it
+(the stage script's done marker decides).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from lm2am.errors import Lm2amError
+from lm2am.io import atomic_path, atomic_write_text
+from lm2am.lm.model import LmConfig, TransformerLM
+from lm2am.lm.scoring import perplexity, unigram_perplexity
+
+log = logging.getLogger(__name__)
+
+__all__ = ["train_lm", "load_lm", "make_batches"]
+
+_FORMAT = "lm2am-teacher-lm"
+_VERSION = 1
+
+
+def _data_hash(seqs: Sequence[Sequence[int]]) -> str:
+    h = hashlib.sha256()
+    for s in seqs:
+        h.update(np.asarray(s, dtype=np.int32).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def make_batches(lengths: Sequence[int], batch_tokens: int, max_len: int, rng: random.Random
+                 ) -> List[List[int]]:
+    """Index batches of one epoch: shuffled, length-sorted within groups, at most
+    ``batch_tokens`` padded tokens per batch (lengths capped at ``max_len``), batch order
+    shuffled."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    capped = [min(int(lengths[i]), max_len) for i in idx]
+    mean = max(1.0, float(np.mean(capped)) if capped else 1.0)
+    group = max(1, int(100 * batch_tokens / mean))
+    batches: List[List[int]] = []
+    for g in range(0, len(idx), group):
+        chunk = sorted(idx[g:g + group], key=lambda i: min(int(lengths[i]), max_len))
+        cur: List[int] = []
+        width = 0
+        for i in chunk:
+            w = max(width, min(int(lengths[i]), max_len))
+            if cur and w * (len(cur) + 1) > batch_tokens:
+                batches.append(cur)
+                cur, w = [], min(int(lengths[i]), max_len)
+            cur.append(i)
+            width = w
+        if cur:
+            batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def _crop(seq: np.ndarray, max_len: int, rng: random.Random) -> Tuple[np.ndarray, int]:
+    """A random window of at most ``max_len`` tokens and the token before it (-1 at the start;
+    a causal LM reads that token instead of ``<bos>``, as in scoring windows)."""
+    if len(seq) <= max_len:
+        return seq, -1
+    s = rng.randrange(len(seq) - max_len + 1)
+    return seq[s:s + max_len], int(seq[s - 1]) if s else -1
+
+
+def _masked_batch(model: TransformerLM, seqs: List[np.ndarray], mask_prob: float,
+                  gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT-style noise: (inputs, pad mask, targets with -100 where no loss)."""
+    B, W = len(seqs), max(len(s) for s in seqs)
+    tok = torch.full((B, W), model.pad_id, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        tok[b, :len(s)] = torch.from_numpy(s)
+    pad = tok == model.pad_id
+    pick = (torch.rand(B, W, generator=gen) < mask_prob) & ~pad
+    lengths = (~pad).sum(1)
+    none = ~pick.any(1)
+    if none.any():  # every sequence predicts at least one position
+        forced = (torch.rand(B, generator=gen) * lengths).long().clamp(max=W - 1)
+        pick[none, forced[none]] = True
+    target = torch.where(pick, tok, torch.full_like(tok, -100))
+    r = torch.rand(B, W, generator=gen)
+    inp = tok.clone()
+    inp[pick & (r < 0.8)] = model.mask_id
+    rand_pos = pick & (r >= 0.8) & (r < 0.9)
+    inp[rand_pos] = torch.randint(model.vocab_size, (int(rand_pos.sum()),), generator=gen)
+    return inp, pad, target
+
+
+def _causal_batch(model: TransformerLM, seqs: List[np.ndarray], prev: List[int]
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    B, W = len(seqs), max(len(s) for s in seqs)
+    inp = torch.full((B, W), model.pad_id, dtype=torch.long)
+    target = torch.full((B, W), -100, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        t = torch.from_numpy(s)
+        inp[b, 0] = model.bos_id if prev[b] < 0 else prev[b]
+        inp[b, 1:len(s)] = t[:-1]
+        target[b, :len(s)] = t
+    return inp, inp == model.pad_id, target
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        prog = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * prog))
+    return f
+
+
+def load_lm(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
+            ) -> Tuple[TransformerLM, Dict[str, Any]]:
+    """Load ``final.pt`` written by :func:`train_lm`: ``(model in eval mode, meta)`` where meta
+    holds ``unit``, ``vocab_size`` and ``config`` (an :class:`LmConfig`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise Lm2amError(f"teacher LM {path} does not exist; run the LM training stage "
+                         "(steps/train_lm.py) first")
+    try:
+        d = torch.load(path, map_location="cpu")
+        if d.get("format") != _FORMAT:
+            raise KeyError("format")
+        cfg = LmConfig(**{k: v for k, v in d["config"].items()})
+        model = TransformerLM(d["vocab_size"], cfg)
+        model.load_state_dict(d["model"])
+    except Lm2amError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unpickling/shape problem is a bad file
+        raise Lm2amError(f"{path}: not a teacher LM of this version ({type(e).__name__}); "
+                         "retrain it (steps/train_lm.py)") from None
+    model.to(device).eval()
+    return model, {"unit": d["unit"], "vocab_size": d["vocab_size"], "config": cfg}
+
+
+def train_lm(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[Sequence[int]],
+             vocab_size: int, cfg: LmConfig, out_dir: Union[str, Path],
+             device: Union[str, torch.device] = "cpu", progress: bool = True) -> Dict[str, Any]:
+    """Train the teacher LM of ``unit`` (module docstring) and write ``out_dir/final.pt`` and
+    ``out_dir/report.json``; resumes from ``out_dir/checkpoint.pt`` if one of the same data and
+    config exists. Returns the report (also logged): dev perplexity of the LM (pseudo-perplexity
+    for a masked LM, computed with ``cfg.mask_spacing``) and of the add-one unigram model.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    train = [np.asarray(s, dtype=np.int64) for s in train_seqs if len(s)]
+    dev = [list(map(int, s)) for s in dev_seqs if len(s)][: cfg.max_dev_sentences]
+    if not train:
+        raise Lm2amError(f"no training sequences for the {unit} LM; check the LM text and lang dir")
+    for name, data in (("training", train), ("dev", [np.asarray(s) for s in dev])):
+        for s in data:
+            if s.min() < 0 or s.max() >= vocab_size:
+                raise Lm2amError(f"{unit} LM: a {name} token id is outside 0..{vocab_size - 1}; "
+                                 "the sequences and the vocabulary size disagree (rerun the LM stage "
+                                 "with matching lang/tree)")
+    fp = {"unit": unit, "vocab_size": vocab_size, "config": cfg.training_dict(),
+          "data": _data_hash(train), "n": len(train)}
+
+    torch.manual_seed(cfg.seed)
+    model = TransformerLM(vocab_size, cfg).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n and "pos" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    lengths = [len(s) for s in train]
+    per_epoch = len(make_batches(lengths, cfg.batch_tokens, cfg.max_len, random.Random(cfg.seed)))
+    total = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(min(cfg.warmup_steps, total // 2), total))
+
+    step, epoch, pos_in_epoch = 0, 0, 0
+    history: List[Dict[str, Any]] = []
+    elapsed = 0.0
+    ckpt = out_dir / "checkpoint.pt"
+    if ckpt.is_file():
+        try:
+            c = torch.load(ckpt, map_location="cpu")
+            if c.get("fingerprint") == fp:
+                model.load_state_dict(c["model"])
+                opt.load_state_dict(c["opt"])
+                sched.load_state_dict(c["sched"])
+                step, epoch, pos_in_epoch = c["step"], c["epoch"], c["pos_in_epoch"]
+                history, elapsed = c["history"], c["elapsed"]
+                log.info("%s LM: resuming from %s at update %d (epoch %d)", unit, ckpt, step, epoch + 1)
+            else:
+                log.warning("%s LM: %s was made for other data or config; starting over", unit, ckpt)
+        except Exception as e:  # noqa: BLE001 - a torn checkpoint: start over, say so
+            log.warning("%s LM: cannot read %s (%s); starting over", unit, ckpt, type(e).__name__)
+
+    def save_checkpoint() -> None:
+        with atomic_path(ckpt) as tmp:
+            torch.save({"fingerprint": fp, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "step": step, "epoch": epoch,
+                        "pos_in_epoch": pos_in_epoch, "history": history,
+                        "elapsed": elapsed + time.time() - t0}, tmp)
+
+    n_tok = sum(lengths)
+    log.info("%s LM: %s, %d parameters; %d training sequences (%d tokens, %.1f per sequence), "
+             "%d dev sequences; %d updates/epoch, %d updates in all; device %s", unit, cfg.arch,
+             model.num_params(), len(train), n_tok, n_tok / len(train), len(dev), per_epoch, total,
+             device)
+    t0 = time.time()
+    done = step >= total
+    while not done and epoch < cfg.epochs:
+        rng = random.Random(cfg.seed * 1_000_003 + epoch)
+        batches = make_batches(lengths, cfg.batch_tokens, cfg.max_len, rng)
+        crops = [_crop(s, cfg.max_len, rng) for s in train]  # same rng state on resume
+        model.train()
+        bar = tqdm(total=len(batches), initial=pos_in_epoch, desc=f"{unit} LM epoch {epoch + 1}",
+                   disable=not progress, leave=False, mininterval=5)
+        loss_sum, loss_n = 0.0, 0
+        while pos_in_epoch < len(batches):
+            seqs = [crops[i][0] for i in batches[pos_in_epoch]]
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            torch.manual_seed(cfg.seed * 7_919 + step)  # dropout of this update
+            if model.causal:
+                inp, pad, target = _causal_batch(model, seqs, [crops[i][1] for i in batches[pos_in_epoch]])
+            else:
+                inp, pad, target = _masked_batch(model, seqs, cfg.mask_prob, gen)
+            inp, pad, target = inp.to(device), pad.to(device), target.to(device)
+            sel = target >= 0
+            h = model.hidden(inp, pad)
+            loss = nn.functional.cross_entropy(model.logits(h[sel]), target[sel])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            pos_in_epoch += 1
+            loss_sum += float(loss)
+            loss_n += 1
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss_sum / loss_n:.3f}")
+            if step % cfg.checkpoint_every == 0:
+                save_checkpoint()
+            if step >= total:
+                done = True
+                break
+        bar.close()
+        dev_ppl = perplexity(model, dev, spacing=cfg.mask_spacing,
+                             batch_tokens=cfg.eval_batch_tokens, device=device) if dev else float("nan")
+        history.append({"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(loss_n, 1),
+                        "dev_ppl": dev_ppl, "lr": sched.get_last_lr()[0]})
+        log.info("%s LM epoch %d: train loss %.3f, dev %s %.2f (update %d)", unit, epoch + 1,
+                 loss_sum / max(loss_n, 1), "pseudo-perplexity" if not model.causal else "perplexity",
+                 dev_ppl, step)
+        if pos_in_epoch >= len(batches):
+            epoch += 1
+            pos_in_epoch = 0
+        save_checkpoint()
+    elapsed += time.time() - t0
+
+    if history and history[-1]["step"] == step:  # the last epoch's evaluation is of this model
+        lm_ppl = history[-1]["dev_ppl"]
+    else:
+        lm_ppl = perplexity(model, dev, spacing=cfg.mask_spacing, batch_tokens=cfg.eval_batch_tokens,
+                            device=device) if dev else float("nan")
+    uni_ppl = unigram_perplexity(train, dev, vocab_size)
+    report = {
+        "unit": unit, "arch": cfg.arch, "vocab_size": vocab_size, "parameters": model.num_params(),
+        "train_sequences": len(train), "train_tokens": n_tok, "dev_sequences": len(dev),
+        "dev_tokens": sum(len(s) for s in dev), "updates": step, "epochs": len(history),
+        "train_seconds": round(elapsed, 1),
+        "dev_perplexity": lm_ppl,
+        "dev_perplexity_kind": "pseudo (each token given all others)" if not model.causal else "causal",
+        "mask_spacing": cfg.mask_spacing,
+        "unigram_dev_perplexity": uni_ppl,
+        "history": history, "config": cfg.to_dict(),
+    }
+    with atomic_path(out_dir / "final.pt") as tmp:
+        torch.save({"format": _FORMAT, "version": _VERSION, "unit": unit, "vocab_size": vocab_size,
+                    "config": cfg.to_dict(), "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "report": {k: v for k, v in report.items() if k != "history"}}, tmp)
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    log.info("%s LM: dev %s perplexity %.2f vs unigram (add-one) %.2f on %d dev tokens",
+             unit, report["dev_perplexity_kind"], lm_ppl, uni_ppl, report["dev_tokens"])
+    print(f"{unit} LM: dev perplexity {lm_ppl:.2f} ({report['dev_perplexity_kind']}); "
+          f"unigram {uni_ppl:.2f}", flush=True)
+    return report

@@ -1,0 +1,478 @@
+"""Teacher LMs: text-side tokens vs alignment-side, batched masking, training/resume, posterior
+ark round trip, resumable sharded writing, loader, storage report, plot, bad inputs."""
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+
+from lm2am.errors import Lm2amError
+from lm2am.frames import num_subsampled, subsample
+from lm2am.lm.loader import PosteriorReader, load_teacher_posteriors, to_dense
+from lm2am.lm.model import LmConfig, TransformerLM
+from lm2am.lm.posteriors import (compute_posteriors, encode_rows, format_storage_report,
+                                 merge_posteriors, pos_runs, storage_report, topk_posteriors)
+from lm2am.lm.scoring import plan_windows, score_sequences, unigram_perplexity
+from lm2am.lm.tokens import TextTokenizer, sequences_from_text, target_tokens
+from lm2am.lm.train import load_lm, train_lm
+from lm2am.targets import FrameTargets, collapse_state_senones, make_frame_targets, write_targets
+from lm2am.tree import ContextTree, frame_contexts
+
+torch.set_num_threads(1)
+
+# --------------------------------------------------------------------------- fixtures
+
+VOWELS = ["AA", "AE", "AH", "AO", "EY", "IH"]
+NONSIL = VOWELS + ["B", "D", "DH", "G", "K", "M", "S", "T"]
+PHONES = ["<eps>", "SIL", "SPN"] + NONSIL + ["#0", "#1"]
+PID = {p: i for i, p in enumerate(PHONES)}
+LEXICON = {
+    "THE": ["DH", "AH"], "CAT": ["K", "AE", "T"], "SAT": ["S", "AE", "T"], "A": ["AH"],
+    "BIG": ["B", "IH", "G"], "GAME": ["G", "EY", "M"], "DOG": ["D", "AO", "G"],
+    "MAD": ["M", "AE", "D"], "<UNK>": ["SPN"],
+}
+SENTENCES = ["THE CAT SAT", "A BIG DOG SAT", "THE MAD CAT", "A DOG <UNK> GAME", "BIG GAME",
+             "THE BIG MAD DOG SAT A GAME", "CAT", "THE DOG THE CAT THE GAME THE DOG"]
+TINY = dict(num_layers=1, d_model=16, num_heads=2, ffn_dim=32, dropout=0.0, max_len=16,
+            batch_tokens=256, eval_batch_tokens=200, warmup_steps=2, lr=3e-3)
+
+
+def _tree_doc() -> dict:
+    """3 states per phone; state 0 asks 'left is a vowel', state 2 'right is SIL' (so optional
+    silence changes senones), silence phones one senone per state."""
+    roots, n = [], 0
+
+    def leaf() -> dict:
+        nonlocal n
+        n += 1
+        return {"senone": n - 1, "count": 1.0}
+
+    for p in PHONES[1:-2]:
+        if p in ("SIL", "SPN"):
+            node = {"ask": "state", "in": [0], "gain": 0.0, "yes": leaf(),
+                    "no": {"ask": "state", "in": [1], "gain": 0.0, "yes": leaf(), "no": leaf()}}
+        else:
+            node = {"ask": "state", "in": [0], "gain": 1.0,
+                    "yes": {"ask": "left", "in": VOWELS, "gain": 1.0, "yes": leaf(), "no": leaf()},
+                    "no": {"ask": "state", "in": [1], "gain": 1.0, "yes": leaf(),
+                           "no": {"ask": "right", "in": ["SIL"], "gain": 1.0, "yes": leaf(),
+                                  "no": leaf()}}}
+        roots.append({"phones": [p], "tree": node})
+    return {"format": "lm2am-senone-tree", "version": 1, "num_leaves": n, "sil_phone": "SIL",
+            "info": {}, "phones": PHONES, "num_states": {p: 3 for p in PHONES[1:-2]}, "roots": roots}
+
+
+@pytest.fixture(scope="module")
+def tree() -> ContextTree:
+    return ContextTree.from_dict(_tree_doc())
+
+
+@pytest.fixture(scope="module")
+def lang_dir(tmp_path_factory) -> Path:
+    import sentencepiece as spm
+
+    d = tmp_path_factory.mktemp("lang")
+    (d / "phones.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate(PHONES)))
+    (d / "silence_phones.txt").write_text("SIL\nSPN\n")
+    (d / "lexicon.txt").write_text("".join(f"{w} {' '.join(p)}\n" for w, p in sorted(LEXICON.items())))
+    rng = random.Random(0)
+    words = [w for w in LEXICON if w != "<UNK>"]
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 8))) for _ in range(300)]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=40,
+                                   model_type="bpe", character_coverage=1.0, num_threads=1,
+                                   minloglevel=2)
+    (d / "bpe.model").write_bytes(model.getvalue())
+    return d
+
+
+@pytest.fixture(scope="module")
+def tok(lang_dir, tree) -> TextTokenizer:
+    return TextTokenizer(lang_dir, tree=tree)
+
+
+def synth_targets(sentence: str, tok: TextTokenizer, tree: ContextTree, sil_after: Sequence[int] = (),
+                  seed: int = 0) -> FrameTargets:
+    """Frame targets of a fake alignment of ``sentence``: SIL at both ends and after the words
+    in ``sil_after``; 1-3 frames per HMM state; senones by the tree as the targets stage does."""
+    rng = np.random.default_rng(seed)
+    ph: List[int] = []
+    st: List[int] = []
+    words: List[Tuple[str, int, int]] = []
+
+    def phone(p: int) -> None:
+        for s in range(3):
+            k = int(rng.integers(1, 4))
+            ph.extend([p] * k)
+            st.extend([s] * k)
+
+    phone(PID["SIL"])
+    for i, w in enumerate(sentence.split()):
+        start = len(ph)
+        for p in LEXICON[w]:
+            phone(PID[p])
+        words.append((w, start, len(ph)))
+        if i in sil_after:
+            phone(PID["SIL"])
+    phone(PID["SIL"])
+    ph_a, st_a = np.asarray(ph), np.asarray(st)
+    starts = np.flatnonzero((np.diff(ph_a) != 0) | (np.diff(st_a) < 0)) + 1
+    seg = np.zeros(len(ph_a), bool)
+    seg[starts] = True
+    left, right = frame_contexts(ph_a, st_a, segment_starts=seg)
+    sen = tree.lookup_array(left, ph_a, right, st_a)
+    return make_frame_targets(ph_a, sen, words, tok.sp, tok.silence,
+                              phone_starts=np.r_[0, starts], utt_id=sentence)
+
+
+@pytest.fixture(scope="module")
+def targets(tok, tree, tmp_path_factory) -> Tuple[Path, Dict[str, FrameTargets]]:
+    d = tmp_path_factory.mktemp("targets")
+    ts = {f"spk-1-{i:04d}": synth_targets(s, tok, tree, sil_after=(0,) if i % 2 else (), seed=i)
+          for i, s in enumerate(SENTENCES)}
+    write_targets(ts, d, "train", num_senones=tree.num_leaves, num_phones=len(PHONES),
+                  num_subwords=tok.sp.get_piece_size())
+    return d, ts
+
+
+@pytest.fixture(scope="module")
+def teacher(targets, tok, tmp_path_factory) -> Path:
+    """A tiny senone teacher (a few updates: the tests check mechanics, not quality)."""
+    d = tmp_path_factory.mktemp("lm_senone")
+    seqs = [target_tokens(t, "senone")[0] for t in targets[1].values()]
+    cfg = LmConfig(**TINY, max_steps=3, epochs=3, top_k=4, temperature=2.0)
+    train_lm("senone", seqs, seqs[:2], tok.vocab_size("senone"), cfg, d, progress=False)
+    return d
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@pytest.mark.parametrize("unit", ["senone", "phone", "subword"])
+def test_text_tokens_equal_alignment_tokens(unit, tok, tree, lang_dir):
+    for i, s in enumerate(SENTENCES):
+        t = synth_targets(s, tok, tree, seed=i)
+        assert sequences_from_text(unit, [s], lang_dir, tokenizer=tok) == [target_tokens(t, unit)[0]], s
+
+
+def test_senone_tokens_collapse_and_optional_silence(tok, tree, lang_dir):
+    s = "THE CAT SAT"
+    # The vectorized collapse equals collapse_state_senones on explicit per-phone states.
+    ph = [PID[p] for w in s.split() for p in LEXICON[w]]
+    ctx = [0] + ph + [0]
+    ref = collapse_state_senones([[tree.lookup(ctx[i], p, ctx[i + 2], st) for st in range(3)]
+                                  for i, p in enumerate(ph)])
+    assert tok.senones(s.split()) == ref
+    # Silence between the words: the alignment's senones differ from plain text (SIL context) ...
+    ali = target_tokens(synth_targets(s, tok, tree, sil_after=(0, 1)), "senone")[0]
+    assert ali != ref
+    # ... and the text side produces exactly them when SIL contexts are inserted there.
+    assert tok.senones(s.split(), random.Random(0), sil_prob=1.0) == ali
+    # sil_prob inserts at random but reproducibly (seeded), about the given fraction.
+    many = ["THE CAT SAT A DOG"] * 200
+    a = sequences_from_text("senone", many, lang_dir, tokenizer=tok, sil_prob=0.3, seed=1)
+    assert a == sequences_from_text("senone", many, lang_dir, tokenizer=tok, sil_prob=0.3, seed=1)
+    plain = tok.senones("THE CAT SAT A DOG".split())
+    assert 0.5 < sum(x != plain for x in a) / len(a) < 0.95  # 1 - 0.7^4 = 0.76
+
+
+def test_oov_and_unk_words(tok, lang_dir):
+    sp = tok.sp
+    assert sequences_from_text("subword", ["THE <UNK> CAT"], lang_dir, tokenizer=tok) == \
+        [sp.encode("THE") + [sp.unk_id()] + sp.encode("CAT")]
+    # A word missing from the lexicon is <UNK>: no phone token, one <unk> piece.
+    assert tok.phones(["THE", "ZEBRA"]) == [PID["DH"], PID["AH"]]
+    assert sequences_from_text("phone", ["<UNK>"], lang_dir, tokenizer=tok) == []
+
+
+# --------------------------------------------------------------------------- masking scheme
+
+
+def _reference_logits(model: TransformerLM, seq: Sequence[int], spacing: int) -> torch.Tensor:
+    """One forward per masked copy and window, unbatched (the definition)."""
+    L = model.max_len
+    out = torch.empty(len(seq), model.vocab_size)
+    plan = plan_windows(len(seq), L, L // 2, 0) if model.causal else plan_windows(len(seq), L, L // 4, L // 4)
+    with torch.no_grad():
+        for ws, we, os_, oe in plan:
+            own = list(range(os_, oe))
+            if model.causal:
+                x = torch.tensor([[model.bos_id if ws == 0 else seq[ws - 1]] + list(seq[ws:we - 1])])
+                out[os_:oe] = model(x)[0, os_ - ws:oe - ws]
+                continue
+            copies = len(own) if spacing == 0 else min(spacing, len(own))
+            for c in range(copies):
+                x = torch.tensor([list(seq[ws:we])])
+                masked = own[c::copies]
+                x[0, [m - ws for m in masked]] = model.mask_id
+                out[masked] = model(x)[0, [m - ws for m in masked]]
+    return out
+
+
+@pytest.mark.parametrize("arch,spacing", [("masked", 0), ("masked", 3), ("causal", 0)])
+def test_batched_scoring_equals_one_forward_per_copy(arch, spacing):
+    torch.manual_seed(0)
+    model = TransformerLM(23, LmConfig(**{**TINY, "arch": arch, "dropout": 0.1})).eval()
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 23, n).tolist() for n in (1, 2, 5, 16, 17, 40, 0, 9)]  # > max_len: windows
+    got = score_sequences(model, seqs, lambda i, lg: lg, spacing=spacing, batch_tokens=64)
+    for s, g in zip(seqs, got):
+        if not s:
+            assert g is None
+            continue
+        torch.testing.assert_close(g, _reference_logits(model, s, spacing), atol=2e-5, rtol=1e-4)
+
+
+def test_plan_windows_partition():
+    for n in range(1, 80):
+        for L, left, right in ((16, 4, 4), (16, 8, 0), (9, 2, 2)):
+            plan = plan_windows(n, L, left, right)
+            owned = [i for _, _, os_, oe in plan for i in range(os_, oe)]
+            assert owned == list(range(n))
+            for ws, we, os_, oe in plan:
+                assert 0 <= ws <= os_ < oe <= we <= n and we - ws <= L
+                assert os_ - ws >= min(left, os_) and (we - oe >= right or we == n)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _toy_corpus(n: int, seed: int) -> List[List[int]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        s = [rng.randrange(12)]
+        for _ in range(rng.randint(4, 20)):
+            s.append((s[-1] * 5 + 3) % 12 if rng.random() < 0.85 else rng.randrange(12))
+        out.append(s)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["masked", "causal"])
+def test_tiny_lm_beats_unigram(arch, tmp_path):
+    train, dev = _toy_corpus(300, 0), _toy_corpus(40, 1)  # up to 21 tokens > max_len 16: crops
+    cfg = LmConfig(**{**TINY, "d_model": 32, "ffn_dim": 64}, epochs=4, mask_prob=0.25, arch=arch)
+    r = train_lm("phone", train, dev, 12, cfg, tmp_path, progress=False)
+    assert r["unigram_dev_perplexity"] == pytest.approx(unigram_perplexity(train, dev, 12))
+    assert r["dev_perplexity"] < 0.8 * r["unigram_dev_perplexity"], r
+    assert (tmp_path / "final.pt").is_file() and (tmp_path / "report.json").is_file()
+    model, meta = load_lm(tmp_path / "final.pt")
+    assert meta["unit"] == "phone" and meta["vocab_size"] == 12 and not model.training
+
+
+def test_training_resumes_after_a_kill(tmp_path, monkeypatch):
+    train, dev = _toy_corpus(60, 2), _toy_corpus(5, 3)
+    cfg = LmConfig(**TINY, epochs=2, checkpoint_every=3)
+    train_lm("phone", train, dev, 12, cfg, tmp_path / "a", progress=False)
+    import lm2am.lm.train as tr
+
+    calls = {"n": 0}
+    real = tr.nn.utils.clip_grad_norm_
+
+    def dying(*a, **k):  # "killed" at update 8 (checkpoint at 6)
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tr.nn.utils, "clip_grad_norm_", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_lm("phone", train, dev, 12, cfg, tmp_path / "b", progress=False)
+    monkeypatch.setattr(tr.nn.utils, "clip_grad_norm_", real)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt")["step"] == 6
+    train_lm("phone", train, dev, 12, cfg, tmp_path / "b", progress=False)
+    a = torch.load(tmp_path / "a" / "final.pt")["model"]
+    b = torch.load(tmp_path / "b" / "final.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+
+
+def test_config_section_and_unit_overrides():
+    from lm2am.config import from_dict
+
+    cfg = from_dict(LmConfig, {"d_model": 64, "num_heads": 4, "units": {"senone": {"max_len": 512}}}, "lm")
+    assert cfg.for_unit("senone").max_len == 512 and cfg.for_unit("phone").max_len == 256
+    for bad, msg in (({"colour": 1}, "unknown key 'colour'"), ({"arch": "rnn"}, "arch"),
+                     ({"temperature": 0.05}, "temperature"),
+                     ({"units": {"word": {}}}, "unknown unit"),
+                     ({"units": {"phone": {"bogus": 1}}}, "bogus")):
+        with pytest.raises(Lm2amError, match=msg):
+            from_dict(LmConfig, bad, "lm")
+
+
+# --------------------------------------------------------------------------- posteriors
+
+
+def _post(teacher, targets, out: Path, num_jobs: int = 2) -> dict:
+    for j in range(1, num_jobs + 1):
+        compute_posteriors(teacher, targets[0], "train", out, job=j, num_jobs=num_jobs, progress=False)
+    return merge_posteriors(teacher, targets[0], "train", out, num_jobs=num_jobs)
+
+
+@pytest.fixture(scope="module")
+def post_dir(teacher, targets, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("post")
+    _post(teacher, targets, d)
+    return d
+
+
+def test_ark_round_trip(post_dir, teacher, targets):
+    info = PosteriorReader(post_dir).info
+    assert info["top_k"] == 4 and info["temperature"] == 2.0 and info["cuts"] == len(SENTENCES)
+    assert info["dense_float32_bytes_per_frame"] / info["bytes_per_frame"] >= 10
+    model, _ = load_lm(teacher / "final.pt")
+    reader = PosteriorReader(post_dir)
+    via_kaldiio = kaldiio.load_scp(str(post_dir / "post.scp"))
+    for cut, t in targets[1].items():
+        toks, pos = target_tokens(t, "senone")
+        np.testing.assert_array_equal(via_kaldiio[cut], reader.read_matrix(cut))
+        idx, probs, speech = reader.frames(cut, t.num_frames)
+        np.testing.assert_array_equal(speech, pos >= 0)  # silence marked
+        assert (probs[~speech] == 0).all()
+        np.testing.assert_allclose(probs[speech].sum(1), 1.0, rtol=1e-6)  # renormalized
+        assert (np.diff(probs[speech], axis=1) <= 0).all()  # descending
+        # values: top-k of softmax(logits / T) of the frame's token, one forward per token
+        ref = _reference_logits(model, toks, 0)
+        ri, rp = topk_posteriors(ref, 4, 2.0)
+        np.testing.assert_array_equal(idx[speech], ri[pos[speech]])
+        np.testing.assert_allclose(probs[speech], rp[pos[speech]], atol=1e-5)
+        full = torch.softmax(ref / 2.0, -1)
+        kept = full.gather(1, torch.from_numpy(ri)).sum(1, keepdim=True)
+        np.testing.assert_allclose(rp, (full.gather(1, torch.from_numpy(ri)) / kept).numpy(), atol=1e-6)
+
+
+def test_encode_rows_layout():
+    pos = np.array([-1, 0, 0, 1, -1, -1, 1, 2, 2, -1])
+    s, e, p = pos_runs(pos)
+    assert s.tolist() == [1, 3, 6, 7] and e.tolist() == [3, 4, 7, 9] and p.tolist() == [0, 1, 1, 2]
+    idx = np.array([[3, 1], [2, -1], [0, 5]])
+    pr = np.array([[0.6, 0.4], [1.0, 0.0], [0.5, 0.5]], np.float32)
+    m = encode_rows(pos, idx, pr)
+    assert m.shape == (5, 6) and m.dtype == np.float32
+    assert m[1].tolist() == [3, 4, 2, -1, 1.0, 0.0]
+    assert m[-1].tolist() == [10, 10, -1, -1, 0, 0]  # sentinel: T
+
+
+def test_resume_after_kill_gives_identical_files(teacher, targets, post_dir, tmp_path, monkeypatch):
+    out = tmp_path / "post"
+    r1 = compute_posteriors(teacher, targets[0], "train", out, job=1, num_jobs=2, progress=False)
+    assert not r1["skipped"]
+    mtime = (out / "post.1.ark").stat().st_mtime_ns
+    # job 2 is "killed" mid-shard: an exception inside, plus what a SIGKILL leaves behind
+    import lm2am.lm.posteriors as P
+
+    real = P.encode_rows
+    calls = {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(P, "encode_rows", dying)
+    with pytest.raises(KeyboardInterrupt):
+        compute_posteriors(teacher, targets[0], "train", out, job=2, num_jobs=2, progress=False)
+    monkeypatch.setattr(P, "encode_rows", real)
+    assert not (out / "post.2.ark").exists() and not (out / "post.2.scp").exists()
+    (out / ".post.2.ark.tmp99999").write_bytes(b"half an ark")
+    (out / "post.2.ark").write_bytes(b"stale")  # an ark without scp/marker: not trusted
+    with pytest.raises(Lm2amError, match="shard 2 of 2"):
+        merge_posteriors(teacher, targets[0], "train", out, num_jobs=2)
+    assert compute_posteriors(teacher, targets[0], "train", out, job=1, num_jobs=2,
+                              progress=False)["skipped"]
+    assert (out / "post.1.ark").stat().st_mtime_ns == mtime
+    _post(teacher, targets, out)
+    assert not list(out.glob(".post.2.*tmp*"))
+    for name in ("post.1.ark", "post.2.ark"):
+        assert (out / name).read_bytes() == (post_dir / name).read_bytes(), name
+    norm = lambda d: (d / "post.scp").read_text().replace(str(d), "D")  # noqa: E731
+    assert norm(out) == norm(post_dir)
+
+
+def test_loader_shapes_subsampling_mask(post_dir, targets):
+    ts = targets[1]
+    ids = list(ts)[:4]
+    T = [ts[c].num_frames for c in ids]
+    full = load_teacher_posteriors(post_dir, ids, T)
+    assert full.indices.shape == (4, max(T), 4) and full.indices.dtype == torch.int64
+    assert full.probs.dtype == torch.float32 and full.mask.dtype == torch.bool
+    for f in (1, 3):
+        sp = load_teacher_posteriors(post_dir, ids, T, subsampling=f)
+        Tp = num_subsampled(max(T), f)
+        assert sp.probs.shape == (4, Tp, 4) and sp.mask.shape == (4, Tp)
+        for b, c in enumerate(ids):
+            pos = target_tokens(ts[c], "senone")[1]
+            n = num_subsampled(T[b], f)
+            np.testing.assert_array_equal(sp.mask[b, :n].numpy(), subsample(pos, f) >= 0)
+            assert not sp.mask[b, n:].any()  # padding
+            torch.testing.assert_close(sp.probs[b, :n], subsample(full.probs[b, :T[b]], f))
+        dense = to_dense(sp, 200)
+        assert dense.shape == (4, Tp, 200)
+        sums = dense.sum(-1)
+        torch.testing.assert_close(sums[sp.mask], torch.ones(int(sp.mask.sum())))
+        assert (sums[~sp.mask] == 0).all()
+    empty = load_teacher_posteriors(post_dir, [], [])
+    assert empty.probs.shape == (0, 0, 4)
+
+
+def test_bad_inputs(post_dir, teacher, targets, tmp_path):
+    ids = list(targets[1])[:2]
+    T = [targets[1][c].num_frames for c in ids]
+    with pytest.raises(Lm2amError, match="post_info.json.*model's head has 7"):
+        load_teacher_posteriors(post_dir, ids, T, vocab_size=7)
+    sp = load_teacher_posteriors(post_dir, ids, T)
+    with pytest.raises(Lm2amError, match="vocabulary size 3"):
+        to_dense(sp, 3)
+    with pytest.raises(Lm2amError, match=f"cut {ids[0]}.*but the features {T[0] + 1}"):
+        load_teacher_posteriors(post_dir, ids[:1], [T[0] + 1])
+    with pytest.raises(Lm2amError, match="no teacher posteriors"):
+        load_teacher_posteriors(post_dir, ["nope"], [3])
+    with pytest.raises(Lm2amError, match="post_info.json is missing"):
+        PosteriorReader(tmp_path)
+    # a copy whose scp points at a missing ark, and one with a truncated ark
+    import shutil
+
+    for case in ("missing", "corrupt"):
+        d = tmp_path / case
+        shutil.copytree(post_dir, d)
+        (d / "post.scp").write_text((d / "post.scp").read_text().replace(str(post_dir), str(d)))
+        ark = d / "post.1.ark"
+        if case == "missing":
+            ark.unlink()
+            match = "post.1.ark.*is missing"
+        else:
+            ark.write_bytes(ark.read_bytes()[:-7])
+            match = "post.1.ark.*truncated"
+        last = sorted(PosteriorReader(post_dir).keys())[len(targets[1]) // 2 - 1]  # last of shard 1
+        with pytest.raises(Lm2amError, match=match):
+            PosteriorReader(d).read_matrix(last)
+    # targets of another vocabulary than the teacher's
+    with pytest.raises(Lm2amError, match="vocabulary"):
+        other = tmp_path / "t2"
+        write_targets(targets[1], other, "train", num_senones=999, num_phones=len(PHONES))
+        compute_posteriors(teacher, other, "train", tmp_path / "p2", progress=False)
+
+
+def test_storage_report_and_plot(teacher, targets, post_dir, tmp_path):
+    r = storage_report(teacher, targets[0], "train", ks=(1, 2, 4, 100), num_cuts=3,
+                       compare_spacing=(2,), post_dir=post_dir)
+    ks = {e["k"]: e for e in r["k"]}
+    assert ks[1]["mean_kept_mass"] < ks[4]["mean_kept_mass"] <= ks[100]["mean_kept_mass"] + 1e-9
+    assert ks[100]["kl_topk_full"] == pytest.approx(0.0, abs=1e-9)  # 100 > vocabulary (76): nothing dropped
+    assert ks[4]["bytes"] < ks[100]["bytes"] and ks[1]["smaller_than_dense"] > 10
+    assert r["spacing"][0]["kl_exact_spaced"] >= 0
+    text = format_storage_report(r)
+    assert "KL(topk||full)" in text and "stored (k=4)" in text
+    from lm2am.lm.plots_lm import plot_teacher_posteriors
+
+    cut = next(iter(targets[1]))
+    png = tmp_path / "p.png"
+    plot_teacher_posteriors(post_dir, cut, png, reference=targets[1][cut].senone)
+    assert png.read_bytes()[:4] == b"\x89PNG"
