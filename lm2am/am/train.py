@@ -493,6 +493,10 @@ def _train(system: SystemConfig, model_cfg: ModelConfig, cfg: TrainConfig, paths
     if d.is_main:
         eps = ckpt_mod.epoch_checkpoints(exp_dir)
         use = [p for e, p in eps if e > cfg.epochs - cfg.average_last_epochs and e <= cfg.epochs]
+        if not use:  # e.g. the dir holds a longer run's checkpoints and train.epochs was lowered
+            raise Lm2amError(f"{exp_dir}: no epoch checkpoints within epochs "
+                             f"{cfg.epochs - cfg.average_last_epochs + 1}..{cfg.epochs} to average "
+                             f"(found epochs {[e for e, _ in eps]}); use a new --exp-dir or delete it")
         avg = ckpt_mod.average_state_dicts(use)
         model.load_state_dict(avg)
         ckpt_mod.save({"format": ckpt_mod.FORMAT, "version": ckpt_mod.VERSION, "model": avg,
