@@ -202,3 +202,34 @@ def test_kaldi_alignment_import_round_trip(tiny_recipe: Path, monkeypatch, tmp_p
         np.testing.assert_array_equal(a.phone, b.phone)
         np.testing.assert_array_equal(a.subword, b.subword)
         assert a.subword_tokens == b.subword_tokens
+
+
+@pytest.fixture(scope="module")
+def tiny_trained(tiny_recipe: Path) -> Path:
+    """Stages 12-15 on top of the tiny recipe: teacher LMs, posteriors, three AM systems."""
+    r = run(tiny_recipe, "--config", "conf/tiny.yaml", "--stage", "12", "--stop-stage", "15",
+            "--am-systems", "ce interp_0.1 hier")
+    assert r.returncode == 0, f"stages 12-15 failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return tiny_recipe
+
+
+def test_teachers_beat_unigram(tiny_trained: Path):
+    import json
+
+    for unit in ("monophone", "senone", "subword"):
+        rep = json.loads((tiny_trained / f"exp/lm_{unit}/report.json").read_text())
+        assert rep["dev_perplexity"] < rep["unigram_dev_perplexity"], (unit, rep["dev_perplexity"])
+        for part in ("train-synth", "dev-synth"):
+            assert (tiny_trained / f"exp/lm_{unit}/post_{part}/post.scp").is_file()
+
+
+def test_every_system_trained_and_evaluated(tiny_trained: Path):
+    import json
+
+    table = (tiny_trained / "exp/frame_accuracy_dev-synth.md").read_text()
+    for system in ("ce", "interp_0.1", "hier"):
+        res = json.loads((tiny_trained / f"exp/am_{system}/seed1/eval_dev-synth.json").read_text())
+        assert 0.0 < res["main_acc"] <= 1.0
+        assert f"| {system} |" in table
+    hier = json.loads((tiny_trained / "exp/am_hier/seed1/eval_dev-synth.json").read_text())
+    assert any(k.endswith("_acc") and k != "main_acc" for k in hier)  # auxiliary heads evaluated
