@@ -69,7 +69,7 @@ def plot_teacher_posteriors(post_dir: PathLike, cut_id: str, path: PathLike, *,
     im = ax.imshow(img, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
                    interpolation="nearest")
     for s, e in _silence_runs(speech):
-        ax.axvspan(s - 0.5, e - 0.5, color="tab:blue", alpha=0.15, lw=0)
+        ax.axvspan(s - 0.5, e - 0.5, color="lightsteelblue", alpha=0.35, lw=0)
     if ref is not None:
         where = {int(v): r for r, v in enumerate(rows)}
         t = [i for i in range(min(T, len(ref))) if int(ref[i]) in where]
