@@ -325,6 +325,7 @@ def post_dir(teacher, targets, tmp_path_factory) -> Path:
 def test_ark_round_trip(post_dir, teacher, targets):
     info = PosteriorReader(post_dir).info
     assert info["top_k"] == 4 and info["temperature"] == 2.0 and info["cuts"] == len(SENTENCES)
+    assert info["mask_spacing"] == 8  # the default; the reference below uses the same copies
     assert info["dense_float32_bytes_per_frame"] / info["bytes_per_frame"] >= 10
     model, _ = load_lm(teacher / "final.pt")
     reader = PosteriorReader(post_dir)
@@ -338,7 +339,7 @@ def test_ark_round_trip(post_dir, teacher, targets):
         np.testing.assert_allclose(probs[speech].sum(1), 1.0, rtol=1e-6)  # renormalized
         assert (np.diff(probs[speech], axis=1) <= 0).all()  # descending
         # values: top-k of softmax(logits / T) of the frame's token, one forward per token
-        ref = _reference_logits(model, toks, 0)
+        ref = _reference_logits(model, toks, info["mask_spacing"])
         ri, rp = topk_posteriors(ref, 4, 2.0)
         np.testing.assert_array_equal(idx[speech], ri[pos[speech]])
         np.testing.assert_allclose(probs[speech], rp[pos[speech]], atol=1e-5)

@@ -159,50 +159,55 @@ class PosteriorReader:
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per frame of ``cut_id``: ``(indices int64 [T, k], probs float32 [T, k], speech bool [T])``
         (silence: index 0, probability 0). ``num_frames`` (the features') must equal ``T``."""
-        m = self.read_matrix(cut_id)
-        k = self.k
-        T = int(m[-1, 0])
-        where = f"{self._scp[cut_id][0]} (cut {cut_id})"
-        if num_frames is not None and int(num_frames) != T:
-            raise Lm2amError(f"{where}: teacher posteriors have {T} frames but the features "
-                             f"{num_frames}; recompute targets and posteriors from these features")
-        runs = m[:-1]
-        start = runs[:, 0].astype(np.int64)
-        end = runs[:, 1].astype(np.int64)
-        idx = runs[:, 2:2 + k].astype(np.int64)
-        if runs.size and (start.min() < 0 or end.max() > T or (end < start).any()
-                          or idx.max() >= self.vocab_size):
-            raise Lm2amError(f"{where}: run or vocabulary index out of range (corrupt ark, or "
-                             f"posteriors of another vocabulary than {self.vocab_size}); rerun the "
-                             "posterior stage")
-        counts = end - start
-        row = np.repeat(np.arange(len(runs)), counts)
-        frame = np.arange(row.size) + np.repeat(start - np.cumsum(counts) + counts, counts)
-        indices = np.zeros((T, k), dtype=np.int64)
-        probs = np.zeros((T, k), dtype=np.float32)
-        speech = np.zeros(T, dtype=bool)
-        indices[frame] = np.maximum(idx[row], 0)  # spare slots (-1, prob 0) -> 0
-        probs[frame] = runs[row, 2 + k:]
-        speech[frame] = True
-        return indices, probs, speech
+        T = int(self.read_matrix(cut_id)[-1, 0]) if num_frames is None else int(num_frames)
+        sp = self.load([cut_id], [T])
+        return sp.indices[0].numpy(), sp.probs[0].numpy(), sp.mask[0].numpy()
 
     def load(self, cut_ids: Sequence[str], num_frames: Sequence[int], subsampling: int = 1
              ) -> SparsePosteriors:
         """A padded batch (see :func:`load_teacher_posteriors`)."""
         if len(cut_ids) != len(num_frames):
             raise ValueError(f"{len(cut_ids)} cut ids but {len(num_frames)} frame counts")
-        B = len(cut_ids)
+        B, k = len(cut_ids), self.k
         Tp = num_subsampled(max(num_frames, default=0), subsampling)
-        indices = np.zeros((B, Tp, self.k), dtype=np.int64)
-        probs = np.zeros((B, Tp, self.k), dtype=np.float32)
-        mask = np.zeros((B, Tp), dtype=bool)
-        for b, (c, n) in enumerate(zip(cut_ids, num_frames)):
-            i, p, s = self.frames(c, n)
-            i, p, s = subsample(i, subsampling), subsample(p, subsampling), subsample(s, subsampling)
-            t = len(s)
-            indices[b, :t], probs[b, :t], mask[b, :t] = i, p, s
-        return SparsePosteriors(torch.from_numpy(indices), torch.from_numpy(probs),
-                                torch.from_numpy(mask))
+        mats = [self.read_matrix(c) for c in cut_ids]
+        # All cuts' runs in one table, plus an all-zero row that silence and padding point at.
+        nruns = [m.shape[0] - 1 for m in mats]
+        offs = np.cumsum([0] + nruns)
+        zero = int(offs[-1])
+        table = np.zeros((zero + 1, 2 + 2 * k), dtype=np.float32)
+        fmap = np.full((B, Tp), zero, dtype=np.int64)  # (cut, output frame) -> table row
+        for b, (c, m, n) in enumerate(zip(cut_ids, mats, num_frames)):
+            T = int(m[-1, 0])
+            if int(n) != T:
+                raise Lm2amError(f"{self._scp[c][0]} (cut {c}): teacher posteriors have {T} frames "
+                                 f"but the features {n}; recompute targets and posteriors from "
+                                 "these features")
+            r = nruns[b]
+            if r == 0:
+                continue
+            table[offs[b]:offs[b + 1]] = m[:-1]
+            se = m[:-1, :2].astype(np.int64)
+            if se[0, 0] < 0 or se[-1, 1] > T or (se[:, 1] <= se[:, 0]).any() \
+                    or (se[1:, 0] < se[:-1, 1]).any():
+                raise Lm2amError(f"{self._scp[c][0]} (cut {c}): frame runs out of order or beyond "
+                                 f"its {T} frames (corrupt ark); rerun the posterior stage")
+            # frame -> row by +v at run starts, -v at run ends, cumulative sum (runs are disjoint)
+            v = np.arange(offs[b], offs[b + 1], dtype=np.int64) - zero
+            delta = np.zeros(T + 1, dtype=np.int64)
+            delta[se[:, 0]] = v  # starts are distinct, and so are ends
+            delta[se[:, 1]] -= v
+            rows = subsample(np.cumsum(delta[:T]) + zero, subsampling)
+            fmap[b, :len(rows)] = rows
+        if zero and (table[:zero, 2:2 + k].max() >= self.vocab_size):
+            raise Lm2amError(f"{self.post_dir}: a vocabulary index >= {self.vocab_size} in cuts "
+                             f"{cut_ids[0]}..{cut_ids[-1]} (corrupt ark, or posteriors of another "
+                             "vocabulary); rerun the posterior stage")
+        # gather per frame from small per-run tables (conversions on runs, not frames)
+        idx_table = np.maximum(table[:, 2:2 + k], 0).astype(np.int64)  # spare slots (-1) -> 0
+        prob_table = np.ascontiguousarray(table[:, 2 + k:])
+        return SparsePosteriors(torch.from_numpy(idx_table[fmap]), torch.from_numpy(prob_table[fmap]),
+                                torch.from_numpy(fmap != zero))
 
 
 _READERS: Dict[Tuple[str, Optional[int], int], PosteriorReader] = {}

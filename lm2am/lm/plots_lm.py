@@ -47,7 +47,7 @@ def plot_teacher_posteriors(post_dir: PathLike, cut_id: str, path: PathLike, *,
 
     ``labels``: names of the vocabulary ids (:func:`unit_labels`). ``reference``: per-frame
     target id (e.g. the targets' ``senone``/``phone``/``subword_id``; negative = none), drawn as
-    white dots. At most ``max_rows`` vocabulary entries (the most probable overall) are shown.
+    cyan dots. At most ``max_rows`` vocabulary entries (the most probable overall) are shown.
     """
     from lm2am.plots import _pyplot, _save
 
@@ -73,7 +73,7 @@ def plot_teacher_posteriors(post_dir: PathLike, cut_id: str, path: PathLike, *,
     if ref is not None:
         where = {int(v): r for r, v in enumerate(rows)}
         t = [i for i in range(min(T, len(ref))) if int(ref[i]) in where]
-        ax.scatter(t, [where[int(ref[i])] for i in t], s=2, c="white", marker=".",
+        ax.scatter(t, [where[int(ref[i])] for i in t], s=2, c="cyan", marker=".",
                    label="reference token")
         ax.legend(loc="upper right", fontsize=7)
     ax.set_yticks(range(len(rows)))

@@ -31,9 +31,9 @@ maximal range of consecutive frames with the same position) rather than once per
   counts), ``storage_report.txt``, ``plots/``.
 
 Size: ``(2 + 2k) * 4`` bytes per run plus ~20 bytes per cut (matrix header, key), i.e. for
-``k = 8`` 72 bytes per token against ``4 * V`` bytes per frame for dense float32: with tokens of
-~3 (senone), ~8 (phone), ~20 (subword) frames this is far more than 10x smaller even for the
-~50-phone vocabulary (:func:`storage_report` measures it).
+``k = 8`` 72 bytes per token against ``4 * V`` bytes per frame for dense float32. Measured on
+the demo's train part (k = 8): senone 21.3 bytes/frame (dense: 1200, 56x smaller), phone 7.8
+(dense: 200, 26x), subword 4.7 (dense: 2000, 422x); :func:`storage_report` measures it.
 
 Sharding and resuming
 ---------------------
@@ -279,9 +279,7 @@ def merge_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_
             totals[key] += v
     lines.sort(key=lambda x: x.split(" ", 1)[0].encode())
     info_file = out_dir / "post_info.json"
-    if info_file.exists():
-        info_file.unlink()  # never a completion signal next to a half-written post.scp
-    atomic_write_text(out_dir / "post.scp", "".join(lines))
+    scp_text = "".join(lines)
     V = opts["vocab_size"]
     info = {"format": FORMAT, "version": VERSION, **opts, "part": part, "num_jobs": num_jobs,
             "model": str(model_path), "targets": str(info_path), **totals,
@@ -289,7 +287,14 @@ def merge_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_
             "dense_float32_bytes_per_frame": 4 * V,
             "layout": "per cut float32 matrix [runs+1, 2+2k]: start, end, k indices, k probs; "
                       "last row [T, T, -1.., 0..]; frames in no run are silence"}
-    atomic_write_text(info_file, json.dumps(info, indent=1) + "\n")
+    info_text = json.dumps(info, indent=1) + "\n"
+    scp_file = out_dir / "post.scp"
+    if not (info_file.is_file() and info_file.read_text() == info_text and scp_file.is_file()
+            and scp_file.read_text() == scp_text):  # unchanged: keep the files (and their mtimes)
+        if info_file.exists():
+            info_file.unlink()  # never a completion signal next to a half-written post.scp
+        atomic_write_text(scp_file, scp_text)
+        atomic_write_text(info_file, info_text)
     log.info("posteriors %s: %d cuts, %d frames (%d speech), %.1f bytes/frame vs %d dense float32 "
              "(%.0fx smaller)", part, totals["cuts"], totals["frames"], totals["speech_frames"],
              info["bytes_per_frame"], 4 * V, 4 * V / max(info["bytes_per_frame"], 1e-9))

@@ -11,12 +11,13 @@ sequences go through the model as one padded batch (``batch_tokens`` padded toke
 rows sorted by length so padding stays small), and only the hidden states at masked positions
 are projected to the vocabulary (no ``[tokens, V]`` logits for positions nobody asked about).
 
-* ``mask_spacing = 0`` (default): ``P = n``, one masked position per copy: exactly the
+* ``mask_spacing = 0``: ``P = n``, one masked position per copy: exactly the
   one-position-at-a-time result (tested to float tolerance), cost ``n`` copies of ``n`` tokens.
-* ``mask_spacing = s > 0``: ``P = min(s, n)``; cost ``s`` copies, i.e. ``n / s`` times cheaper,
-  but each masked position also lacks the tokens ``s, 2s, ...`` away (masked in the same copy).
-  An approximation; its KL from the exact scheme is measured by :func:`lm2am.lm.posteriors.
-  storage_report`'s companion ``spacing`` figures.
+* ``mask_spacing = s > 0`` (default 8): ``P = min(s, n)``; cost ``s`` copies, i.e. ``n / s``
+  times cheaper, but each masked position also lacks the tokens ``s, 2s, ...`` away (masked in
+  the same copy). An approximation, measured by :func:`lm2am.lm.posteriors.storage_report`
+  (``compare_spacing``): on the demo teachers, mean KL(exact || spacing 8) was 0.0015 (phone),
+  0.0016 (subword), 0.0001 (senone) nats per frame, while senone scoring got ~10x cheaper.
 
 Causal LM: one row per window, input ``<bos> x_0 .. x_{n-2}``, output ``j`` = ``p(x_j | x_{<j})``.
 
