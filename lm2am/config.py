@@ -27,6 +27,7 @@ SECTIONS: Dict[str, str] = {
     "lang": "lm2am.lang:LangConfig",
     "topo": "lm2am.align.topo:HmmTopo",
     "align": "lm2am.align.flat_start:AlignConfig",
+    "gmm": "lm2am.gmm.config:GmmConfig",
     "tree": "lm2am.tree:TreeConfig",
     "graph": "lm2am.graph:GraphConfig",
     "decode": "lm2am.decode:DecodeConfig",
@@ -41,7 +42,9 @@ def read_yaml(path: Path | str) -> Dict[str, Any]:
     if not path.is_file():
         raise Lm2amError(f"config file {path} does not exist; pass an existing file with --config")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise Lm2amError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode it as UTF-8") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""

@@ -15,11 +15,12 @@ directory (:mod:`lm2am.corpus.kaldi_dir`), and both end in :func:`save_manifests
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -86,63 +87,78 @@ def save_manifests(recordings, supervisions, part: str, out_dir: Path | str):
     return cuts
 
 
+def _read_trans_file(tf: Path, seen: Dict[str, Path]) -> List[Tuple[str, str, Path]]:
+    """(utt, text, audio path) of each line of one ``*.trans.txt``, with one-line errors for
+    bad encoding, empty transcripts and ids already in ``seen`` (updated)."""
+    try:
+        lines = tf.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise Lm2amError(f"{tf}: not valid UTF-8 (byte {e.start}); re-encode the transcript as UTF-8") from None
+    entries: List[Tuple[str, str, Path]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=1)
+        utt = fields[0]
+        text = fields[1].strip() if len(fields) > 1 else ""
+        if not text:
+            raise Lm2amError(f"{tf} line {n}: empty transcript for {utt}; add its text or remove the line")
+        if utt in seen:
+            raise Lm2amError(f"{tf} line {n}: duplicate utterance id {utt} (also in {seen[utt]}); make ids unique")
+        seen[utt] = tf
+        entries.append((utt, text, tf.parent / f"{utt}.flac"))
+    return entries
+
+
+def _check_audio(entry: Tuple[str, str, Path], cfg: ManifestConfig) -> Optional[str]:
+    """"missing" for an absent file, None for a good one; Lm2amError for a bad one."""
+    import soundfile as sf
+
+    utt, _, path = entry
+    if not path.is_file():
+        return "missing"
+    try:
+        data, sr = sf.read(str(path), dtype="int16")
+    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError subclasses
+        raise Lm2amError(f"{path}: unreadable audio ({str(e).splitlines()[0]}); re-create or remove {utt}") from None
+    if sr != cfg.sampling_rate:
+        raise Lm2amError(f"{path}: sample rate {sr} Hz, expected {cfg.sampling_rate}; resample it (sox in.flac -r {cfg.sampling_rate} out.flac) or set manifests.sampling_rate")
+    if len(data) < cfg.min_duration * sr:
+        raise Lm2amError(f"{path}: only {len(data) / sr:.3f} s of audio (< manifests.min_duration={cfg.min_duration}); truncated? re-create or remove {utt}")
+    return None
+
+
+def _keep_present(entries: List[Tuple[str, str, Path]], cfg: ManifestConfig, ex: ThreadPoolExecutor,
+                  stats: Dict[str, int]) -> List[Tuple[str, str, Path]]:
+    """Check the audio of ``entries`` in ``ex``'s threads; apply ``cfg.missing_audio``."""
+    kept = []
+    for entry, status in zip(entries, ex.map(lambda e: _check_audio(e, cfg), entries)):
+        if status == "missing":
+            if cfg.missing_audio == "fail":
+                raise Lm2amError(f"{entry[2]}: audio file missing for {entry[0]}; restore it, or set manifests.missing_audio: skip")
+            log.warning("missing audio %s: skipped (manifests.missing_audio=skip)", entry[2])
+            stats["missing"] += 1
+        else:
+            kept.append(entry)
+    return kept
+
+
 def _scan_librispeech_part(part_dir: Path, cfg: ManifestConfig) -> Tuple[List[Tuple[str, str, Path]], Dict[str, int]]:
     """Check every transcript line of a LibriSpeech-layout part before lhotse reads it.
 
     lhotse only warns about missing audio and crashes deep in a thread on corrupt audio; this
     gives one line naming the file instead.
     """
-    import soundfile as sf
-
     trans_files = sorted(part_dir.rglob("*.trans.txt"))
     if not trans_files:
         raise Lm2amError(f"{part_dir}: no *.trans.txt files; is this a LibriSpeech-layout part?")
     entries: List[Tuple[str, str, Path]] = []
     seen: Dict[str, Path] = {}
     for tf in trans_files:
-        try:
-            lines = tf.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise Lm2amError(f"{tf}: not valid UTF-8 (byte {e.start}); re-encode the transcript as UTF-8") from None
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            fields = line.split(maxsplit=1)
-            utt = fields[0]
-            text = fields[1].strip() if len(fields) > 1 else ""
-            if not text:
-                raise Lm2amError(f"{tf} line {n}: empty transcript for {utt}; add its text or remove the line")
-            if utt in seen:
-                raise Lm2amError(f"{tf} line {n}: duplicate utterance id {utt} (also in {seen[utt]}); make ids unique")
-            seen[utt] = tf
-            entries.append((utt, text, tf.parent / f"{utt}.flac"))
-
+        entries += _read_trans_file(tf, seen)
     stats = {"missing": 0}
-
-    def check(entry: Tuple[str, str, Path]) -> Optional[str]:
-        utt, _, path = entry
-        if not path.is_file():
-            return "missing"
-        try:
-            data, sr = sf.read(str(path), dtype="int16")
-        except Exception as e:  # soundfile raises RuntimeError/LibsndfileError subclasses
-            raise Lm2amError(f"{path}: unreadable audio ({str(e).splitlines()[0]}); re-create or remove {utt}") from None
-        if sr != cfg.sampling_rate:
-            raise Lm2amError(f"{path}: sample rate {sr} Hz, expected {cfg.sampling_rate}; resample it (sox in.flac -r {cfg.sampling_rate} out.flac) or set manifests.sampling_rate")
-        if len(data) < cfg.min_duration * sr:
-            raise Lm2amError(f"{path}: only {len(data) / sr:.3f} s of audio (< manifests.min_duration={cfg.min_duration}); truncated? re-create or remove {utt}")
-        return None
-
-    kept = []
     with ThreadPoolExecutor(4) as ex:
-        for entry, status in zip(entries, ex.map(check, entries)):
-            if status == "missing":
-                if cfg.missing_audio == "fail":
-                    raise Lm2amError(f"{entry[2]}: audio file missing for {entry[0]}; restore it, or set manifests.missing_audio: skip")
-                log.warning("missing audio %s: skipped (manifests.missing_audio=skip)", entry[2])
-                stats["missing"] += 1
-            else:
-                kept.append(entry)
+        kept = _keep_present(entries, cfg, ex, stats)
     return kept, stats
 
 
@@ -175,6 +191,74 @@ def prepare_manifests(corpus_dir: Path | str, parts: Sequence[str], out_dir: Pat
                  stats["missing"])
         result[part] = cuts
     return result
+
+
+def prepare_manifests_lazy(corpus_dir: Path | str, part: str, out_dir: Path | str,
+                           cfg: Optional[ManifestConfig] = None, num_jobs: int = 4) -> Dict[str, float]:
+    """Streaming :func:`prepare_manifests` for large corpora (LibriSpeech 960 h): memory does not
+    grow with the part.
+
+    One chapter (``*.trans.txt``) at a time: its lines and audio are checked as in
+    :func:`prepare_manifests`, lhotse's own LibriSpeech parser (``parse_utterance``, what
+    ``prepare_librispeech`` runs per line) makes each Recording/SupervisionSegment, lhotse
+    validates the chapter, and recordings, supervisions and cuts (one per utterance, id = utt id,
+    as ``trim_to_supervisions`` gives) are appended to the three manifests. Only the set of
+    utterance ids (for the duplicate check) grows with the part. Files are written under temp
+    names and renamed at the end, cuts last. Returns counts (utterances, hours, speakers, missing).
+    """
+    from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSet, validate_recordings_and_supervisions
+    from lhotse.recipes.librispeech import parse_alignments, parse_utterance
+
+    cfg = cfg or ManifestConfig()
+    corpus_dir = Path(corpus_dir)
+    part_dir = corpus_dir / part
+    if not part_dir.is_dir():
+        raise Lm2amError(f"{part_dir}: corpus part not found; fix the corpus path or --parts")
+    trans_files = sorted(part_dir.rglob("*.trans.txt"))
+    if not trans_files:
+        raise Lm2amError(f"{part_dir}: no *.trans.txt files; is this a LibriSpeech-layout part?")
+    paths = manifest_paths(out_dir, part)
+    tmps = {k: v.with_name(f".tmp{os.getpid()}.{v.name}") for k, v in paths.items()}  # keeps .jsonl.gz
+    seen: Dict[str, Path] = {}
+    speakers: set = set()
+    stats: Dict[str, float] = {"missing": 0, "utterances": 0, "seconds": 0.0}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        with ThreadPoolExecutor(max(1, num_jobs)) as ex, \
+                RecordingSet.open_writer(tmps["recordings"]) as rec_w, \
+                SupervisionSet.open_writer(tmps["supervisions"]) as sup_w, \
+                CutSet.open_writer(tmps["cuts"]) as cut_w:
+            for tf in trans_files:
+                kept = _keep_present(_read_trans_file(tf, seen), cfg, ex, stats)  # type: ignore[arg-type]
+                ali_path = tf.with_name(tf.name.replace(".trans.txt", ".alignment.txt"))
+                alignments = parse_alignments(ali_path) if ali_path.is_file() else {}
+                lines = [f"{utt} {text}" for utt, text, _ in kept]
+                pairs = list(ex.map(parse_utterance, [part_dir] * len(lines), lines, [alignments] * len(lines)))
+                recs = RecordingSet.from_recordings(r for r, _ in pairs)
+                sups = SupervisionSet.from_segments(s for _, s in pairs)
+                try:
+                    validate_recordings_and_supervisions(recs, sups)
+                except AssertionError as e:
+                    raise Lm2amError(f"{tf}: lhotse validation failed: {e}") from None
+                for rec, sup in pairs:
+                    rec_w.write(rec)
+                    sup_w.write(sup)
+                    cut_w.write(MonoCut(id=sup.id, start=0.0, duration=rec.duration, channel=0,
+                                        supervisions=[sup], recording=rec))
+                    speakers.add(sup.speaker)
+                    stats["utterances"] += 1
+                    stats["seconds"] += rec.duration
+        if stats["utterances"] == 0:
+            raise Lm2amError(f"part '{part}' has no recordings; check the corpus directory or part name")
+        for k in ("recordings", "supervisions", "cuts"):  # cuts last: its presence means complete
+            os.replace(tmps[k], paths[k])
+    finally:
+        for t in tmps.values():
+            t.unlink(missing_ok=True)
+    stats["speakers"] = len(speakers)
+    log.info("%s: %d utterances, %.2f h, %d speakers, %d missing audio skipped (streamed)", part,
+             stats["utterances"], stats["seconds"] / 3600, len(speakers), stats["missing"])
+    return stats
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,6 +296,79 @@ def compute_fbank(cuts, part: str, fbank_dir: Path | str, cfg: FbankConfig):
     out = fbank_dir / f"cuts_{part}.jsonl.gz"
     save_manifest(cuts, out)
     return cuts
+
+
+def _fbank_chunk(job: Tuple[list, str, FbankConfig]) -> list:
+    """Worker of :func:`compute_fbank_lazy`: fbank for one chunk of cuts into one archive."""
+    import torch
+    from lhotse import LilcomChunkyWriter
+
+    cuts, storage_file, cfg = job
+    torch.set_num_threads(1)  # one process per core already
+    extractor = fbank_extractor(cfg)
+    with LilcomChunkyWriter(storage_file) as writer:
+        return [c.compute_and_store_features(extractor, writer) for c in cuts]
+
+
+def compute_fbank_lazy(cuts: Iterable, part: str, fbank_dir: Path | str, cfg: FbankConfig,
+                       transform: Optional[Callable[[list], list]] = None, chunk_size: int = 500) -> int:
+    """Streaming :func:`compute_fbank` for large parts: memory does not grow with the part.
+
+    ``cuts`` is iterated once (a lazy CutSet, e.g. ``CutSet.from_jsonl_lazy``) in chunks of
+    ``chunk_size``; ``transform`` (e.g. the OOV policy) maps each chunk to the cuts to keep.
+    ``cfg.num_jobs`` processes compute the chunks, each into its own lilcom archive
+    ``<fbank_dir>/feats_<part>/chunk-NNNNNN.lca``, with at most two chunks per process in flight;
+    the cuts are written in input order to ``<fbank_dir>/cuts_<part>.jsonl.gz`` (renamed from a
+    temp name at the end, so it stays the completion signal). Returns the number of cuts written.
+    """
+    import itertools
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lhotse import CutSet
+
+    fbank_dir = Path(fbank_dir)
+    storage = fbank_dir / f"feats_{part}"
+    if storage.exists():
+        shutil.rmtree(storage) if storage.is_dir() else storage.unlink()
+    storage.mkdir(parents=True)
+    out = fbank_dir / f"cuts_{part}.jsonl.gz"
+    tmp = out.with_name(f".tmp{os.getpid()}.{out.name}")
+    it = iter(cuts)
+    chunks = (list(c) for c in iter(lambda: list(itertools.islice(it, chunk_size)), []))
+    if transform is not None:
+        chunks = (transform(c) for c in chunks)
+    jobs = ((c, str(storage / f"chunk-{i:06d}.lca"), cfg) for i, c in enumerate(chunks) if c)
+    n = 0
+    try:
+        with CutSet.open_writer(tmp) as writer:
+            def emit(done: list) -> None:
+                nonlocal n
+                check_feature_frames(done, cfg.frame_shift)
+                for c in done:
+                    writer.write(c)
+                n += len(done)
+
+            if cfg.num_jobs <= 1:
+                for job in jobs:
+                    emit(_fbank_chunk(job))
+            else:
+                ctx = multiprocessing.get_context("spawn")  # no fork of a process with torch threads
+                with ProcessPoolExecutor(cfg.num_jobs, mp_context=ctx) as ex:
+                    pending: deque = deque()
+                    for job in jobs:
+                        pending.append(ex.submit(_fbank_chunk, job))
+                        if len(pending) >= 2 * cfg.num_jobs:
+                            emit(pending.popleft().result())
+                    while pending:
+                        emit(pending.popleft().result())
+        if n == 0:
+            raise Lm2amError(f"part '{part}': no cuts to compute features for; check the manifests")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
 
 
 def check_feature_frames(cuts, frame_shift: float) -> None:

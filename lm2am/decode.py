@@ -306,7 +306,11 @@ def decode(log_likes: Union[Mapping[str, Matrix], Iterable[Tuple[str, Matrix]]],
     t_start = time.time()
 
     def to_tensor(utt: str, m: Matrix) -> "torch.Tensor":
-        t = torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m, dtype=torch.float32)
+        if not isinstance(m, torch.Tensor):
+            m = np.asarray(m)
+            if not m.flags.writeable:  # e.g. kaldiio's read-only arrays: torch warns on those
+                m = m.copy()
+        t = torch.as_tensor(m, dtype=torch.float32)
         if t.ndim != 2 or t.shape[1] != graph.num_pdfs:
             raise Lm2amError(f"utterance {utt}: log-likelihoods have shape {tuple(t.shape)} but the graph expects "
                              f"[frames, {graph.num_pdfs}] (its tree's senone count); use the AM trained with "

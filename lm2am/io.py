@@ -3,6 +3,7 @@ a fingerprint of its inputs so an unchanged rerun is a no-op and a changed one r
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as e:
         _remove(tmp)
-        if e.errno == 28:  # ENOSPC
+        if e.errno == errno.ENOSPC:
             raise Lm2amError(f"disk full while writing {path}; free space and rerun the stage") from None
         raise
     except BaseException:
@@ -104,6 +105,11 @@ def save_manifest(manifest: Any, path: Path | str) -> None:
     try:
         manifest.to_file(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        if e.errno == errno.ENOSPC:
+            raise Lm2amError(f"disk full while writing {path}; free space and rerun the stage") from None
+        raise
     except BaseException:
         _remove(tmp)
         raise

@@ -303,15 +303,23 @@ def _symbols_text(symbols: Sequence[str]) -> str:
     return "".join(f"{s} {i}\n" for i, s in enumerate(symbols))
 
 
+def _read_utf8_lines(path: Path) -> List[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise Lm2amError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode it as UTF-8 or "
+                         "rerun the lang stage") from None
+
+
 def read_symbols(path: Path | str) -> Dict[str, int]:
     """Read a Kaldi symbol table (``symbol id`` per line) such as ``words.txt``/``phones.txt``."""
     path = Path(path)
     if not path.is_file():
         raise Lm2amError(f"{path} is missing; run the lang stage (steps/prepare_lang.py)")
     table: Dict[str, int] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_utf8_lines(path), 1):
         fields = line.split()
-        if len(fields) != 2 or not fields[1].isdigit():
+        if len(fields) != 2 or not fields[1].isascii() or not fields[1].isdigit():
             raise Lm2amError(f"{path} line {n}: expected 'symbol id', got {line!r}; rerun the lang stage")
         table[fields[0]] = int(fields[1])
     return table
@@ -323,7 +331,7 @@ def read_lexicon(lang_dir: Path | str) -> Dict[str, List[Pron]]:
     if not path.is_file():
         raise Lm2amError(f"{path} is missing; run the lang stage (steps/prepare_lang.py)")
     lex: Dict[str, List[Pron]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_utf8_lines(path), 1):
         fields = line.split()
         if len(fields) < 2:
             raise Lm2amError(f"{path} line {n}: expected 'WORD P1 P2 ...', got {line!r}; rerun the lang stage")

@@ -307,7 +307,9 @@ def sclite_wer(ref_trn: Union[Path, str], hyp_trn: Union[Path, str], sctk: str =
         raise Lm2amError(f"'{sctk}' is not on PATH; install the Debian package sctk (utils/setup_env.sh does)")
     with tempfile.TemporaryDirectory() as tmp:
         # sclite prints a warning per id that is not an RM-style speaker id; harmless, so quiet
-        proc = subprocess.run([exe, "sclite", "-r", str(ref_trn), "trn", "-h", str(hyp_trn), "trn", "-i", "rm", "-s",
+        # absolute paths: sclite runs in the temporary directory (relative ones would not resolve)
+        proc = subprocess.run([exe, "sclite", "-r", str(Path(ref_trn).resolve()), "trn", "-h",
+                               str(Path(hyp_trn).resolve()), "trn", "-i", "rm", "-s",
                                "-o", "rsum", "stdout"], capture_output=True, text=True, cwd=tmp)
     m = None
     for line in proc.stdout.splitlines():

@@ -28,7 +28,7 @@ def main() -> None:
         return
     from lhotse import CutSet
 
-    mean, std = compute_global_cmvn(CutSet.from_file(args.cuts), args.out)
+    mean, std = compute_global_cmvn(CutSet.from_jsonl_lazy(args.cuts), args.out)  # streamed
     logging.info("global CMVN from %s: mean[0:3]=%s std[0:3]=%s -> %s", args.cuts, mean[:3], std[:3], args.out)
     marker.mark()
 

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from lm2am.config import load_section
-from lm2am.data import FbankConfig, compute_fbank, manifest_paths
+from lm2am.data import FbankConfig, compute_fbank, compute_fbank_lazy, manifest_paths
 from lm2am.errors import Lm2amError, cli_main
 from lm2am.io import DoneMarker
 from lm2am.log import setup_logging
@@ -26,6 +26,8 @@ def main() -> None:
     p.add_argument("--parts", required=True, help="comma-separated part names")
     p.add_argument("--job", type=int, default=1)
     p.add_argument("--num-jobs", type=int, default=1)
+    p.add_argument("--lazy", action="store_true",
+                   help="stream each part in chunks instead of loading it in memory (large corpora)")
     p.add_argument("manifest_dir", type=Path)
     p.add_argument("fbank_dir", type=Path)
     args = p.parse_args()
@@ -41,6 +43,11 @@ def main() -> None:
         if marker.is_done() and (args.fbank_dir / f"cuts_{part}.jsonl.gz").is_file():
             print(f"compute_fbank: {part} already done, skipping")
             continue
+        if args.lazy:
+            n = _fbank_lazy(args, part, src, cfg)
+            logging.info("%s: fbank for %d cuts in %s (streamed)", part, n, args.fbank_dir)
+            marker.mark()
+            continue
         from lhotse import CutSet
 
         cuts = CutSet.from_file(src)
@@ -53,6 +60,43 @@ def main() -> None:
         compute_fbank(cuts, part, args.fbank_dir, cfg)
         logging.info("%s: fbank for %d cuts in %s", part, len(cuts), args.fbank_dir)
         marker.mark()
+
+
+def _fbank_lazy(args: argparse.Namespace, part: str, src: Path, cfg: FbankConfig) -> int:
+    """--lazy: stream ``src``; the OOV policy is applied chunk by chunk (totals logged once)."""
+    from lhotse import CutSet
+
+    transform = None
+    if args.lang:
+        from lhotse.utils import fastcopy
+
+        from lm2am.lang import LangConfig, apply_oov_policy, read_lexicon
+
+        lcfg = load_section(args.config, "lang", LangConfig) if args.config else LangConfig()
+        words = set(read_lexicon(args.lang))  # once, not per chunk
+        totals = {"utterances": 0, "kept": 0, "oov_tokens": 0, "mapped_tokens": 0}
+
+        def transform(chunk: list) -> list:
+            for c in chunk:
+                if len(c.supervisions) != 1:
+                    raise Lm2amError(f"{src}: cut {c.id} has {len(c.supervisions)} supervisions; lm2am expects one per cut")
+            totals["utterances"] += len(chunk)
+            try:
+                texts, stats = apply_oov_policy({c.id: c.supervisions[0].text for c in chunk}, words, lcfg, name=str(src))
+            except Lm2amError as e:
+                if "utterances dropped" not in str(e):
+                    raise
+                return []  # this chunk lost every utterance; an empty part is an error later
+            for k in ("kept", "oov_tokens", "mapped_tokens"):
+                totals[k] += getattr(stats, k)
+            return [fastcopy(c, supervisions=[fastcopy(c.supervisions[0], text=texts[c.id])])
+                    for c in chunk if c.id in texts]
+
+        logging.getLogger("lm2am.lang").setLevel(logging.WARNING)  # one line per chunk is noise
+    n = compute_fbank_lazy(CutSet.from_jsonl_lazy(src), part, args.fbank_dir, cfg, transform=transform)
+    if args.lang:
+        logging.info("%s: OOV policy '%s': %s", part, lcfg.oov_policy, totals)
+    return n
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ hyp.txt (Kaldi text), hyp.ctm (word times), ali_phones.txt (per-utterance phone 
 --ref, the scoring files of lm2am/score.py (wer-<set>, errs-<set>.txt, ref.trn, hyp.trn, with
 the sclite cross-check). With --scales, every scale is scored on the same lattices under
 <out-dir>/scale_<s>/ and the best one is written to <out-dir>/best_scale (use it for test).
+--decoder kaldi decodes with Kaldi's FasterDecoder over the same graph instead (lm2am.decode_kaldi,
+CPU only, each extra scale a full re-decode): a cross-check of the k2 decoder.
 
 e.g.: steps/decode.py --graph data/lang/graph --acoustic-scale 0.1 --scales 0.06,0.08,0.1,0.12 \\
         --ref data/fbank/cuts_dev-synth.jsonl.gz --set-name dev exp/am_ce/seed1/loglikes_dev.scp \\
@@ -52,10 +54,17 @@ def main() -> None:
     p.add_argument("--ref", type=Path, help="references: Kaldi text, .trn, or lhotse cuts/supervisions")
     p.add_argument("--set-name", help="name in the score files (default: the out-dir name without 'decode_')")
     p.add_argument("--no-sclite", action="store_true", help="skip the sclite cross-check")
+    p.add_argument("--decoder", choices=("k2", "kaldi"), default="k2",
+                   help="k2 (lm2am.decode) or Kaldi's FasterDecoder over the same graph (lm2am.decode_kaldi; "
+                        "CPU; --scales re-decode) (default: %(default)s)")
+    p.add_argument("--kaldi-graph", choices=("fst", "k2"), default="fst",
+                   help="with --decoder kaldi: HCLG.fst (transition-ids) or HCLG.pt converted to OpenFst")
     p.add_argument("loglikes_scp", type=Path)
     p.add_argument("out_dir", type=Path)
     args = p.parse_args()
     setup_logging(args.out_dir / "log" / "decode.log")
+    if args.decoder == "kaldi":
+        import kaldi_hmm_gmm  # noqa: F401  (before lhotse/kaldifst/kaldi_decoder: the other order hangs)
 
     from lm2am.decode import DecodeConfig, decode
     from lm2am.graph import load_graph
@@ -81,7 +90,13 @@ def main() -> None:
 
     import kaldiio
 
-    graph = load_graph(args.graph, args.device)
+    if args.decoder == "kaldi":
+        from lm2am.decode_kaldi import decode, load_kaldi_graph  # noqa: F811
+
+        kaldi_graph = load_kaldi_graph(args.graph, args.kaldi_graph)
+        graph = kaldi_graph.tables
+    else:
+        graph = load_graph(args.graph, args.device)
     priors = read_vector(args.log_priors) if args.log_priors else None
     if priors is not None and priors.size != graph.num_pdfs:
         raise Lm2amError(f"{args.log_priors} has {priors.size} priors but the graph {graph.num_pdfs} pdfs")
@@ -92,7 +107,8 @@ def main() -> None:
             m = np.asarray(scp[utt], np.float32)
             yield utt, (m - priors) if priors is not None else m
 
-    res = decode(items(), graph, cfg, device=args.device, extra_scales=scales)
+    res = decode(items(), kaldi_graph if args.decoder == "kaldi" else graph, cfg, device=args.device,
+                 extra_scales=scales)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "hyp.txt", "".join(f"{u} {' '.join(w)}\n".replace(" \n", "\n")
@@ -111,7 +127,7 @@ def main() -> None:
         atomic_write_text(out / "ali_phones.txt", "".join(lines))
     info = {"config": to_dict(cfg), "graph": str(args.graph), "device": args.device, "utterances": len(res.hyps),
             "audio_seconds": round(res.audio_seconds, 2), "decode_seconds": round(res.decode_seconds, 2),
-            "rtf": round(res.rtf, 5), "failed": res.failed}
+            "rtf": round(res.rtf, 5), "failed": res.failed, "decoder": args.decoder}
     if refs is not None:
         stats = score_set(refs, res.hyps, out, set_name, res.word_times, use_sclite=not args.no_sclite)
         info["wer"] = stats.summary_line()

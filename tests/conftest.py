@@ -1,6 +1,9 @@
 """Shared fixtures: a tiny LibriSpeech-layout corpus made from synthetic tones (no TTS needed)."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Dict, List
 
@@ -12,6 +15,41 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
+SYNTH_RECIPE = REPO / "egs/synth-en/s5"
+#: last stage of the shared tiny recipe build (data, lang, features, alignment, tree, targets, graph)
+TINY_LAST_STAGE = 11
+
+
+def make_recipe_copy(dst: Path, recipe: Path = SYNTH_RECIPE) -> Path:
+    """A scratch copy of a recipe dir: run.sh, cmd.sh and conf/ copied, steps/utils/local/path.sh
+    linked to the repo as in egs/."""
+    dst.mkdir(parents=True)
+    for name in ("run.sh", "cmd.sh"):
+        shutil.copy(recipe / name, dst / name)
+    shutil.copytree(recipe / "conf", dst / "conf", symlinks=True)
+    for link in ("steps", "utils", "local", "path.sh"):
+        os.symlink(REPO / link, dst / link)
+    return dst
+
+
+def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    """``./run.sh ARGS`` in ``recipe``, output captured."""
+    return subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(tmp_path_factory) -> Path:
+    """Stages 0-11 of the synth-en recipe on conf/tiny.yaml, built once per test session and
+    shared by every test file (minutes). ``LM2AM_TINY_RECIPE=<dir>`` reuses a copy that already
+    ran them (for iterating on one test)."""
+    given = os.environ.get("LM2AM_TINY_RECIPE")
+    if given:
+        return Path(given)
+    recipe = make_recipe_copy(tmp_path_factory.mktemp("e2e") / "s5")
+    r = run_recipe(recipe, "--config", "conf/tiny.yaml", "--stage", "0", "--stop-stage", str(TINY_LAST_STAGE))
+    assert r.returncode == 0, f"recipe failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    (recipe / "first_run.out").write_text(r.stdout + r.stderr)
+    return recipe
 
 
 def write_librispeech_part(root: Path, part: str, utts: Dict[str, str], sr: int = 16000,

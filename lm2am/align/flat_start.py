@@ -182,15 +182,16 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
     feats = [np.asarray(f, dtype=np.float32) for f in feats]
 
     graphs = [build_graph(t, lexicon, smap, u) for t, u in zip(texts, utt_ids)]
-    usable = [i for i in range(len(feats))
-              if feats[i].shape[0] >= min_frames(texts[i], lexicon, smap)]
+    needed = [min_frames(t, lexicon, smap) for t in texts]
+    usable = [i for i in range(len(feats)) if feats[i].shape[0] >= needed[i]]
     too_short = len(feats) - len(usable)
     if too_short:
         log.warning("flat start: %d of %d utterances have fewer frames than obligatory HMM "
                     "states and are left out of training", too_short, len(feats))
     if not usable:
-        raise Lm2amError("train_flat_start: every utterance is shorter than its transcript's "
-                         "HMM states")
+        raise Lm2amError(f"train_flat_start: every utterance is shorter than its transcript's "
+                         f"HMM states (e.g. {utt_ids[0]}: {feats[0].shape[0]} feature frames, "
+                         f"needs {needed[0]}); check that the transcripts belong to the audio")
 
     torch.manual_seed(cfg.seed)
     rng = np.random.RandomState(cfg.seed)

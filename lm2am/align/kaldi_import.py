@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import zlib
 from pathlib import Path
 from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
@@ -64,8 +65,12 @@ def read_int_vectors(path: Union[Path, str]) -> Dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise Lm2amError(f"{path} is missing; write it with ali-to-pdf / ali-to-phones --per-frame=true")
-    with _open(path) as f:
-        data = f.read()
+    try:
+        with _open(path) as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise Lm2amError(f"{path}: cannot read it ({type(e).__name__}: {str(e)[:80]}); "
+                         "a truncated or corrupt .gz? regenerate it") from None
     out: Dict[str, np.ndarray] = {}
     sp = data.find(b" ")
     if sp > 0 and data[sp + 1:sp + 3] == b"\0B":  # binary archive: "<key> \0B..."

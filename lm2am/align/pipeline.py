@@ -83,16 +83,19 @@ def train_aligner(cuts, lang_dir: Path | str, out_dir: Path | str, cfg: AlignCon
     return history
 
 
-def load_aligner(model_dir: Path | str) -> Tuple[MonoStateModel, AlignConfig, HmmTopo, List[str]]:
-    """Load ``final.pt`` written by :func:`train_aligner`."""
+def load_aligner(model_dir: Path | str) -> Tuple[Optional[MonoStateModel], Optional[AlignConfig], HmmTopo, List[str]]:
+    """Load ``final.pt`` written by :func:`train_aligner`; for a GMM directory (``exp/mono_gmm``,
+    whose ``final.pt`` only describes its alignments) the model and config are None."""
     import torch
 
     path = Path(model_dir) / "final.pt"
     if not path.is_file():
         raise Lm2amError(f"{path}: aligner model missing; run the aligner training stage first")
     ckpt = torch.load(path, map_location="cpu")
-    cfg = AlignConfig(**ckpt["cfg"])
     topo = HmmTopo(**ckpt["topo"])
+    if ckpt.get("kind") == "gmm":  # a GMM system's directory (lm2am.gmm): alignments, no network
+        return None, None, topo, ckpt["phones"]
+    cfg = AlignConfig(**ckpt["cfg"])
     model = MonoStateModel(ckpt["feat_dim"], ckpt["num_pdfs"], cfg.hidden_dim, cfg.num_layers,
                            cfg.kernel_size)
     model.load_state_dict(ckpt["state_dict"])
@@ -110,6 +113,8 @@ def align_cuts(model_dir: Path | str, cuts, lang_dir: Path | str, out_dir: Path 
     import kaldiio
 
     model, cfg, topo, phones = load_aligner(model_dir)
+    if model is None:
+        raise Lm2amError(f"{model_dir} holds a GMM system; align with steps/align_gmm.py")
     if phones != read_phone_list(lang_dir):
         raise Lm2amError(f"{model_dir}/final.pt was trained with another phones.txt than {lang_dir}; retrain the aligner")
     ids, feats, texts = cut_inputs(cuts)

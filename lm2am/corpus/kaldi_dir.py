@@ -115,6 +115,10 @@ def _read_audio_info(rec_id: str, entry: _Entry, wav_scp: Path) -> _Audio:
         hint = " (ark offsets are not supported; extract the audio to files)" if ".ark:" in value else ""
         raise Lm2amError(f"{where}: audio file {value} for {rec_id} does not exist{hint}; fix the "
                          f"path (relative paths are resolved from {os.getcwd()})")
+    short = _wav_truncated(path)
+    if short:
+        raise Lm2amError(f"{where}: audio file {value} for {rec_id} is truncated ({short}); "
+                         "re-create it or remove the recording")
     try:
         info = sf.info(str(path))
         return _Audio(int(info.samplerate), int(info.frames), int(info.channels))
@@ -129,6 +133,33 @@ def _read_audio_info(rec_id: str, entry: _Entry, wav_scp: Path) -> _Audio:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise Lm2amError(f"{where}: unreadable audio {value} for {rec_id} ({msg[:200]}); "
                          "re-create it or remove the recording") from None
+
+
+def _wav_truncated(path: Path) -> Optional[str]:
+    """For a RIFF/WAVE file whose data chunk announces more bytes than the file holds, say so.
+
+    libsndfile silently reads what is there, so a cut-off copy would pass as a shorter file.
+    Streamed headers (size 0 or 0xFFFFFFFF) are not checked.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = path.stat().st_size
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, n = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if cid == b"data":
+                    have = size - f.tell()
+                    if n not in (0, 0xFFFFFFFF) and n > have:
+                        return f"its header announces {n} data bytes, the file holds {have}"
+                    return None
+                f.seek(n + (n & 1), 1)
+    except OSError:
+        return None
 
 
 def _require(data_dir: Path, name: str) -> Path:

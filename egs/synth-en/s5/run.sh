@@ -20,7 +20,13 @@ real_parts="test-asterisk"   # real, out-of-domain speech; set to "" to skip it
 device=cpu              # cpu | cuda
 # The comparison: one AM per system (conf/systems/<name>.yaml) and seed. Edit freely.
 am_systems="ce interp_0.1 interp_0.3 aux_monophone aux_senone aux_subword hier hier_no_senone hier_no_monophone hier_no_subword"
-seeds="1"
+am_jobs=2               # AMs trained / decoded side by side (each with train.num_threads threads)
+seeds="1"               # seeds of every system
+extra_seeds="2 3"       # more seeds for $extra_seed_systems (RESULTS.md: mean ± std over seeds)
+extra_seed_systems="ce hier"
+decode_scales="0.05 0.07 0.1 0.14 0.2 0.3 0.5"   # acoustic scales swept on dev; the best one decodes test
+keep_loglikes=false     # keep exp/am_*/seed*/decode_*/loglikes.ark (float32 [frames, senones]) after decoding
+extra_result_rows=""    # more RESULTS.md rows, "NAME=DIR ...": DIR holds decode_<part>/ (e.g. a GMM baseline)
 
 help_message="Usage: $0 [options]
   --config FILE      recipe config with sections corpus/manifests/features/lang ($config)
@@ -31,7 +37,13 @@ help_message="Usage: $0 [options]
   --real-parts LIST  real-speech check sets, \"\" to skip ($real_parts)
   --device DEV       cpu or cuda for the neural stages ($device)
   --am-systems LIST  systems to train, names of conf/systems/*.yaml (\"$am_systems\")
-  --seeds LIST       seeds per system (\"$seeds\")
+  --am-jobs N        AM systems trained and decoded side by side ($am_jobs)
+  --seeds LIST       seeds of every system (\"$seeds\")
+  --extra-seeds LIST more seeds for the systems in --extra-seed-systems (\"$extra_seeds\")
+  --extra-seed-systems LIST  (\"$extra_seed_systems\")
+  --decode-scales LIST  acoustic scales swept on dev (\"$decode_scales\")
+  --keep-loglikes BOOL  keep the AMs' log-likelihood arks after decoding ($keep_loglikes)
+  --extra-result-rows LIST  NAME=DIR rows added to exp/RESULTS.md (\"$extra_result_rows\")
 Stages:
   0  check environment and config
   1  synthesize the synth-en corpus (local/synth-en/make_corpus.py)
@@ -48,15 +60,26 @@ Stages:
   12 teacher LMs for senones, monophones, subwords (steps/train_lm.py)
   13 teacher posteriors (top-k per frame, ark/scp) for the train and dev parts
   14 train every AM system in --am-systems for every seed (steps/train_am.py)
-  15 dev frame accuracy of every system (steps/eval_am.py) -> exp/frame_accuracy_<dev>.md"
+  15 dev frame accuracy of every system (steps/eval_am.py) -> exp/frame_accuracy_<dev>.md
+  16 decode dev (acoustic-scale sweep) and every test part with the dev-best scale, for every
+     system and seed (steps/compute_loglikes.py, steps/decode.py) -> exp/am_<sys>/seed<k>/decode_<part>/
+  17 results table exp/RESULTS.md and exp/plots/wer_systems.png (steps/make_results.py)"
 
 . ./path.sh
 . ./cmd.sh
+. utils/background.sh
 . utils/parse_options.sh
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
   echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($fname:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+# The seeds of system $1: $seeds, plus $extra_seeds for the systems in $extra_seed_systems.
+system_seeds() {
+  local s="$seeds"
+  [[ " $extra_seed_systems " == *" $1 "* ]] && s="$s $extra_seeds"
+  echo $s | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' '
 }
 
 all_parts="$train_part $eval_parts $real_parts"
@@ -170,27 +193,99 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   done
 fi
 
+train_one_am() {  # train_one_am SYSTEM SEED
+  log "Stage 14: train AM system $1, seed $2 in exp/am_$1/seed$2"
+  $cuda_cmd exp/am_$1/seed$2/log/run.log \
+    steps/train_am.py --config "$config" --system conf/systems/$1.yaml \
+      --exp-dir exp/am_$1/seed$2 --seed $2 --train-part $train_part \
+      --dev-part $dev_part --device $device
+}
+
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
+  max_bg=$am_jobs
   for sys in $am_systems; do
-    for seed in $seeds; do
-      log "Stage 14: train AM system $sys, seed $seed in exp/am_$sys/seed$seed"
-      $cuda_cmd exp/am_$sys/seed$seed/log/run.log \
-        steps/train_am.py --config "$config" --system conf/systems/$sys.yaml \
-          --exp-dir exp/am_$sys/seed$seed --seed $seed --train-part $train_part \
-          --dev-part $dev_part --device $device
+    for seed in $(system_seeds $sys); do
+      bg_run train_one_am $sys $seed
     done
   done
+  bg_wait
 fi
 
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   log "Stage 15: dev frame accuracy of every system"
   for sys in $am_systems; do
-    for seed in $seeds; do
+    for seed in $(system_seeds $sys); do
       steps/eval_am.py --exp-dir exp/am_$sys/seed$seed --part $dev_part --device $device \
         --out exp/am_$sys/seed$seed/eval_$dev_part.json
     done
   done
   steps/frame_accuracy_report.py exp $dev_part
+fi
+
+test_parts="$(echo $eval_parts | awk '{$1 = ""; print}') $real_parts"   # every part after dev
+test_parts=$(echo $test_parts)
+
+decode_one_am() {  # decode_one_am SYSTEM SEED: dev (scale sweep), then the test parts at the dev-best scale
+  local sys=$1 seed=$2 dir=exp/am_$1/seed$2 out part scale_opts fp sf b
+  [ -f $dir/final.pt ] || { echo "ERROR: $dir/final.pt is missing; run stage 14 for $sys seed $seed" >&2; exit 1; }
+  for part in $dev_part $test_parts; do
+    out=$dir/decode_$part
+    if [ $part = $dev_part ]; then
+      scale_opts="--scales $scales_csv"
+    else
+      [ -f $dir/decode_$dev_part/best_scale ] || \
+        { echo "ERROR: $dir/decode_$dev_part/best_scale is missing; decode $dev_part first (stage 16)" >&2; exit 1; }
+      scale_opts="--acoustic-scale $(cat $dir/decode_$dev_part/best_scale)"
+    fi
+    fp=$(steps/fingerprint.py --config "$config" --section decode --param "$scale_opts" \
+      $dir/final.pt data/fbank/cuts_$part.jsonl.gz data/lang/graph/HCLG.pt)
+    if [ -f $out/.done ] && [ "$(cat $out/.done)" = "$fp" ]; then
+      log "Stage 16: $out is up to date, skipping"; continue
+    fi
+    log "Stage 16: decode $part with $sys seed $seed ($scale_opts) in $out"
+    $decode_cmd $dir/log/loglikes_$part.log \
+      steps/compute_loglikes.py --device $device --cmvn data/fbank/global_cmvn.ark \
+        --train-cuts data/targets/cuts_$train_part.jsonl.gz \
+        $dir/final.pt data/fbank/cuts_$part.jsonl.gz $out/loglikes.scp
+    sf=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["subsampling_factor"])' $out/loglikes.json)
+    $decode_cmd $dir/log/decode_$part.log \
+      steps/decode.py --config "$config" --graph data/lang/graph --device $device \
+        --subsampling-factor $sf $scale_opts --ref data/fbank/cuts_$part.jsonl.gz --set-name $part \
+        $out/loglikes.scp $out
+    if [ $part = $dev_part ]; then
+      b=$(cat $out/best_scale)
+      echo "  $sys seed $seed $part: best acoustic scale $b: $(grep "^$b " $out/scales.txt | cut -d' ' -f2-)"
+    else
+      echo "  $sys seed $seed $part: $(head -n 1 $out/wer-$part)"
+    fi
+    $keep_loglikes || rm -f $out/loglikes.ark $out/loglikes.scp $out/.loglikes.done
+    echo "$fp" > $out/.done
+  done
+}
+
+if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
+  # Per model and part: log-likelihoods (AM main output minus log priors) -> k2 decoding and
+  # scoring (wer-<part>, errs-<part>.txt, sclite cross-check). Dev is decoded once and rescored
+  # at every scale of $decode_scales (best_scale); the test parts use that scale. A done marker
+  # (model, references, graph, decode config, scale) makes a rerun skip what is up to date.
+  scales_csv=$(echo $decode_scales | tr ' ' ',')
+  max_bg=$am_jobs
+  for sys in $am_systems; do
+    for seed in $(system_seeds $sys); do
+      bg_run decode_one_am $sys $seed
+    done
+  done
+  bg_wait
+fi
+
+if [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
+  log "Stage 17: results table exp/RESULTS.md"
+  specs=""
+  for sys in $am_systems; do specs="$specs $sys:$(system_seeds $sys | tr ' ' ',' | sed 's/,$//')"; done
+  extra_opts=""
+  for r in $extra_result_rows; do extra_opts="$extra_opts --extra-row $r"; done
+  steps/make_results.py --config "$config" --dev-part $dev_part --test-parts "$test_parts" \
+    --scales "$decode_scales" $extra_opts exp $specs
 fi
 
 log "Done (stages $stage..$stop_stage)."

@@ -1,0 +1,110 @@
+"""Decoding with the GMM monophone system: Kaldi's ``gmm-decode-faster`` in Python.
+
+The graph is the HCLG that :func:`lm2am.graph.make_graph` (``steps/make_graph.py``) builds for
+the monophone tree of the system (``<gmm-dir>/tree.json``), so its transition-ids are those of
+the system's own ``TransitionModel``; ``HCLG.fst`` (OpenFst) goes to kaldi-decoder's
+``FasterDecoder`` with a ``DecodableCtc`` whose column ``tid - 1`` holds
+``acoustic_scale * log p(x | pdf(tid))`` (:func:`lm2am.gmm.viterbi.tid_matrix`). The graph
+carries no HMM transition weights (built with ``topo.self_loop_prob: null``, as for the hybrid
+AMs), so all systems decode on the same graph structure. An utterance whose search ends in no
+final state keeps its best partial path (Kaldi's ``--allow-partial``), counted in ``partial``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence, Union
+
+import numpy as np
+
+from lm2am.errors import Lm2amError
+from lm2am.gmm.model import GmmSystem
+
+log = logging.getLogger("lm2am.gmm")
+
+
+@dataclass
+class GmmDecodeResult:
+    """Hypotheses per acoustic scale and timing."""
+
+    hyps_by_scale: Dict[float, Dict[str, List[str]]] = field(default_factory=dict)
+    seconds_by_scale: Dict[float, float] = field(default_factory=dict)
+    likelihood_seconds: float = 0.0
+    audio_seconds: float = 0.0
+    partial: Dict[float, List[str]] = field(default_factory=dict)
+
+    def rtf(self, scale: float) -> float:
+        """Real-time factor of one scale's decoding (GMM likelihoods included)."""
+        return (self.seconds_by_scale[scale] + self.likelihood_seconds) / max(self.audio_seconds, 1e-9)
+
+
+class _Tables:
+    """The ``tid2pdf`` lookup :func:`tid_matrix` needs, from the graph directory."""
+
+    def __init__(self, tid2pdf: np.ndarray):
+        self.tid2pdf = tid2pdf
+
+
+def load_gmm_graph(graph_dir: Union[Path, str], system: GmmSystem):
+    """``(HCLG as kaldifst.StdVectorFst, tid2pdf, words)``; checks the graph was built for this
+    system's monophone tree (same transition-id -> pdf map)."""
+    import kaldifst
+
+    graph_dir = Path(graph_dir)
+    for f in ("HCLG.fst", "tid2pdf.npy", "words.txt"):
+        if not (graph_dir / f).is_file():
+            raise Lm2amError(f"{graph_dir / f}: missing; build the graph with steps/make_graph.py "
+                             "<lang> <gmm-dir>/tree.json <gmm-dir>/graph")
+    tid2pdf = np.load(graph_dir / "tid2pdf.npy")
+    own = np.asarray(system.tm.transition_id_to_pdf_array(), np.int64)
+    if tid2pdf.shape != own.shape or (tid2pdf != own).any():
+        raise Lm2amError(f"{graph_dir}: its transition-ids are not the GMM system's (a senone graph?); "
+                         "build it from <gmm-dir>/tree.json")
+    words: List[str] = []
+    for line in (graph_dir / "words.txt").read_text().splitlines():
+        w, i = line.split()
+        i = int(i)
+        words.extend([""] * (i + 1 - len(words)))
+        words[i] = w
+    return kaldifst.StdVectorFst.read(str(graph_dir / "HCLG.fst")), tid2pdf, words
+
+
+def decode_cuts(system: GmmSystem, graph_dir: Union[Path, str], cuts, scales: Sequence[float],
+                beam: float = 13.0, max_active: int = 7000) -> GmmDecodeResult:
+    """Decode every cut at every acoustic scale (one FasterDecoder pass per scale)."""
+    import kaldi_decoder
+    import kaldifst
+
+    from lm2am.gmm.viterbi import tid_matrix
+
+    hclg, tid2pdf, words = load_gmm_graph(graph_dir, system)
+    tables = _Tables(tid2pdf)
+    params = system.params()
+    res = GmmDecodeResult()
+    decoders = {s: kaldi_decoder.FasterDecoder(hclg, kaldi_decoder.FasterDecoderOptions(beam=beam, max_active=max_active))
+                for s in scales}
+    for s in scales:
+        res.hyps_by_scale[s], res.seconds_by_scale[s], res.partial[s] = {}, 0.0, []
+    for c in cuts:
+        t0 = time.time()
+        f = system.transform(c.load_features())
+        pll = params.pdf_loglikes(params.component_loglikes(f))
+        res.likelihood_seconds += time.time() - t0
+        res.audio_seconds += c.duration
+        for s in scales:
+            t0 = time.time()
+            dec = decoders[s]
+            dec.decode(kaldi_decoder.DecodableCtc(tid_matrix(pll, tables, s)))
+            final = dec.reached_final()
+            ok, lat = dec.get_best_path(use_final_probs=final)
+            hyp: List[str] = []
+            if ok:
+                ok, _, olabels, _ = kaldifst.get_linear_symbol_sequence(lat)
+                hyp = [words[w] for w in olabels] if ok else []
+            if not final:
+                res.partial[s].append(c.id)
+            res.hyps_by_scale[s][c.id] = hyp
+            res.seconds_by_scale[s] += time.time() - t0
+    return res

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Stage: Viterbi forced alignment of one job's share of a part's cuts with the GMM system.
+
+Writes the k2 aligner's files into the GMM directory (<dir>/{states,phones}_<part>.<job>.{ark,scp},
+words_<part>.<job>.ctm, num_jobs_<part>), so <dir> can replace exp/ali_mono as the alignment
+directory of steps/build_tree.py, steps/make_targets.py and steps/score_alignment.py:
+  utils/run.sh JOB=1:4 exp/mono_gmm/log/align_train.JOB.log \
+    steps/align_gmm.py --config conf/tiny.yaml --job JOB --num-jobs 4 \
+      data/fbank/cuts_train-synth.jsonl.gz data/lang exp/mono_gmm
+"""
+import kaldi_hmm_gmm  # noqa: F401  (before kaldifst/kaldi_decoder, or the process hangs)
+
+import argparse
+from pathlib import Path
+
+from lm2am.config import load_section
+from lm2am.errors import Lm2amError, cli_main
+from lm2am.gmm.config import GmmConfig
+from lm2am.io import DoneMarker, atomic_write_text
+from lm2am.log import setup_logging
+
+
+@cli_main
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="recipe config (section 'gmm': beams and scales)")
+    p.add_argument("--job", type=int, default=1)
+    p.add_argument("--num-jobs", type=int, default=1)
+    p.add_argument("cuts", type=Path, help="<fbank-dir>/cuts_<part>.jsonl.gz")
+    p.add_argument("lang_dir", type=Path)
+    p.add_argument("gmm_dir", type=Path)
+    args = p.parse_args()
+    setup_logging()
+    cfg = load_section(args.config, "gmm", GmmConfig) if args.config else GmmConfig()
+    if not args.cuts.is_file():
+        raise Lm2amError(f"{args.cuts}: missing; run the features stage")
+    part = args.cuts.name.replace("cuts_", "").replace(".jsonl.gz", "")
+    name = f"{part}.{args.job}"
+    align_params = {k: v for k, v in vars(cfg).items() if not k.startswith("decode_")}
+    marker = DoneMarker(args.gmm_dir / f".align_{name}.done", params={"num_jobs": args.num_jobs, "gmm": align_params},
+                        inputs=[args.cuts, args.gmm_dir / "final.mdl", args.lang_dir / "lexicon.txt"])
+    if marker.is_done():
+        print(f"align_gmm: {name} up to date, skipping")
+        return
+    from lhotse import CutSet
+
+    from lm2am.align.pipeline import split_for_job
+    from lm2am.gmm.align import align_cuts
+
+    atomic_write_text(args.gmm_dir / f"num_jobs_{part}", f"{args.num_jobs}\n")
+    cuts = split_for_job(CutSet.from_file(args.cuts), args.job, args.num_jobs)
+    align_cuts(args.gmm_dir, cuts, args.lang_dir, args.gmm_dir, name, cfg)
+    marker.mark()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Kaldi interop (issue 12): lm2am's senone tree as a Kaldi ``tree`` file (text and binary) read by
+Kaldi's own ContextDependency and read back, and Kaldi's FasterDecoder as a second decoder over
+the same HCLG as the k2 decoder: the same best path (words and cost) on the toy graph of
+test_decode.py, and agreement on the tiny recipe's real graph with oracle-senone likelihoods."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldi_hmm_gmm  # noqa: F401  (before kaldifst/kaldi_decoder: the other order hangs)
+import numpy as np
+import pytest
+
+from lm2am.errors import Lm2amError
+from lm2am.tree import ContextTree
+from lm2am.tree_kaldi import (all_contexts, load_kaldi_context_dependency, mapping_mismatches, read_kaldi_tree,
+                              write_kaldi_tree)
+
+# the toy lang, tree and graph of the k2 decoder's tests (fixture imported, not duplicated)
+from test_decode import LEX, PHONES, _pdf_seq, _peaked, _toy_tree, toy  # noqa: F401
+from test_tree import PHONES as TREE_PHONES
+from test_tree import _random_stats
+
+from conftest import REPO
+
+k2 = pytest.importorskip("k2")
+kaldi_decoder = pytest.importorskip("kaldi_decoder")
+
+
+# ---------------------------------------------------------------- tree interop
+def _shared_root_tree():
+    """A tree with a shared root (asks the centre phone), a 5-state no-context SIL and the edge."""
+    from lm2am.tree import build_tree
+
+    st, _ = _random_stats(8)
+    return build_tree(st, TREE_PHONES, 40, min_count=10, no_context_phones=["SIL"], num_states={"SIL": 5},
+                      roots=[["a1", "a2", "a3"]])
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("which", ["toy", "shared_root"])
+def test_tree_round_trip_maps_every_context_alike(tmp_path: Path, binary: bool, which: str):
+    tree = _toy_tree() if which == "toy" else _shared_root_tree()
+    path = tmp_path / "tree"
+    write_kaldi_tree(tree, path, binary=binary)
+    data = path.read_bytes()
+    assert data.startswith(b"\0B") == binary
+    if not binary:  # Kaldi's text layout
+        text = data.decode()
+        assert text.startswith("ContextDependency 3 1 ToPdf TE 1 ") and text.rstrip().endswith("EndContextDependency")
+    cd = load_kaldi_context_dependency(path)  # Kaldi's own object, from the file
+    assert (cd.context_width, cd.central_position, cd.num_pdfs) == (3, 1, tree.num_leaves)
+    if not binary:  # Kaldi re-serializes what we parsed to the very same text
+        assert str(cd) == data.decode()
+    back = read_kaldi_tree(path, tree.phones, tree.num_states, tree.sil_phone)
+    ctx = all_contexts(tree)
+    assert ctx.shape[0] > 1000 and set(ctx[:, 0]) >= {0}  # the edge is among the contexts
+    bad, n = mapping_mismatches(tree, back, kaldi_cd=cd, contexts=ctx)
+    assert (bad, n) == (0, ctx.shape[0])
+    # and the read-back tree survives lm2am's own JSON format unchanged
+    back.save(tmp_path / "tree.json")
+    assert mapping_mismatches(tree, ContextTree.load(tmp_path / "tree.json"))[0] == 0
+    # without the silence phone the edge keeps Kaldi's own meaning: same answers (0 sits in sil's sets)
+    assert mapping_mismatches(tree, read_kaldi_tree(path, tree.phones, tree.num_states))[0] == 0
+
+
+def test_mismatch_is_detected_and_bad_files_fail_clearly(tmp_path: Path):
+    tree = _toy_tree()
+    write_kaldi_tree(tree, tmp_path / "tree")
+    text = (tmp_path / "tree").read_text()
+    # swap two leaf ids: the checker must see it
+    i = text.index("CE 0 ")
+    j = text.index("CE 1 ")
+    swapped = text[:i] + "CE 1 " + text[i + 5:j] + "CE 0 " + text[j + 5:]
+    (tmp_path / "swapped").write_text(swapped)
+    other = read_kaldi_tree(tmp_path / "swapped", tree.phones, tree.num_states, tree.sil_phone)
+    assert mapping_mismatches(tree, other)[0] > 0
+    (tmp_path / "cut").write_text(text[: len(text) // 2])
+    with pytest.raises(Lm2amError, match="cut"):
+        read_kaldi_tree(tmp_path / "cut", tree.phones, tree.num_states)
+    with pytest.raises(Lm2amError, match="does not exist"):
+        load_kaldi_context_dependency(tmp_path / "missing")
+
+
+def test_convert_tree_cli_round_trip(tmp_path: Path):
+    tree = _toy_tree()
+    tree.save(tmp_path / "tree.json")
+    (tmp_path / "phones.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate(PHONES)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cli = [sys.executable, str(REPO / "steps/convert_tree.py")]
+    r = subprocess.run(cli + ["to-kaldi", str(tmp_path / "tree.json"), str(tmp_path / "tree")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "0 mismatches" in r.stdout
+    r = subprocess.run(cli + ["from-kaldi", "--sil-phone", "SIL", str(tmp_path / "tree"), str(tmp_path / "phones.txt"),
+                              str(tmp_path / "back.json")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    back = ContextTree.load(tmp_path / "back.json")
+    assert mapping_mismatches(tree, back)[0] == 0
+    r = subprocess.run(cli + ["from-kaldi", str(tmp_path / "nope"), str(tmp_path / "phones.txt"),
+                              str(tmp_path / "x.json")], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- second decoder
+SENTENCES = [["BEE", "TEA"], ["CAT", "TAB"], ["BEAT", "CAT", "TEA"], ["TEAK"], ["TEA", "BEE", "BEAT"], ["TAB"]]
+
+
+@pytest.mark.parametrize("source", ["fst", "k2"])
+def test_both_decoders_find_the_same_best_path_on_the_toy_graph(toy, source: str):  # noqa: F811
+    from lm2am.decode import DecodeConfig, decode
+    from lm2am.decode_kaldi import decode as kaldi_decode
+    from lm2am.decode_kaldi import k2_best_path_costs, load_kaldi_graph
+
+    tree, graph = toy["tree"], toy["graph"]
+    ll = {f"u{i}": _peaked(_pdf_seq(tree, ws, dur=i % 3 + 1), tree.num_leaves) for i, ws in enumerate(SENTENCES)}
+    cfg = DecodeConfig(acoustic_scale=1.0)
+    ours = decode(ll, graph, cfg)
+    kg = load_kaldi_graph(toy["root"] / "lang" / "graph", source=source)
+    theirs = kaldi_decode(ll, kg, cfg)
+    assert theirs.hyps == ours.hyps == {f"u{i}": ws for i, ws in enumerate(SENTENCES)}
+    assert not theirs.failed
+    k2_costs = k2_best_path_costs(ll, graph, cfg)
+    for u in ll:  # the same path: equal total cost (graph + acoustic) up to float32 rounding
+        assert theirs.costs[u] == pytest.approx(k2_costs[u], abs=1e-3)
+    if source == "fst":  # transition-ids on the path give the same phones and word times
+        for u in ll:
+            np.testing.assert_array_equal(theirs.frame_phones[u], ours.frame_phones[u])
+            assert theirs.word_times[u] == ours.word_times[u]
+    assert theirs.rtf > 0
+
+
+def test_kaldi_decoder_subsampling_and_bad_input(toy):  # noqa: F811
+    from lm2am.decode import DecodeConfig
+    from lm2am.decode_kaldi import decode as kaldi_decode
+    from lm2am.decode_kaldi import load_kaldi_graph
+
+    tree = toy["tree"]
+    seq = _pdf_seq(tree, ["CAT", "TAB"], dur=2)
+    x = _peaked(seq[::2], tree.num_leaves)  # every 2nd frame: an AM with subsampling 2
+    kg = load_kaldi_graph(toy["root"] / "lang" / "graph")
+    res = kaldi_decode({"u": x}, kg, DecodeConfig(acoustic_scale=1.0, subsampling_factor=2))
+    assert res.hyps["u"] == ["CAT", "TAB"]
+    with pytest.raises(Lm2amError, match="expects"):
+        kaldi_decode({"u": x[:, :-1]}, kg)
+    with pytest.raises(Lm2amError, match="CPU"):
+        kaldi_decode({"u": x}, kg, device="cuda")
+
+
+def test_decode_cli_kaldi_option_and_compare_script(toy, tmp_path: Path):  # noqa: F811
+    import kaldiio
+
+    tree = toy["tree"]
+    ll = {f"u{i}": _peaked(_pdf_seq(tree, ws), tree.num_leaves) for i, ws in enumerate(SENTENCES)}
+    kaldiio.save_ark(str(tmp_path / "ll.ark"), ll, scp=str(tmp_path / "ll.scp"))
+    (tmp_path / "text").write_text("".join(f"u{i} {' '.join(ws)}\n" for i, ws in enumerate(SENTENCES)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    graph = str(toy["root"] / "lang" / "graph")
+    common = ["--graph", graph, "--acoustic-scale", "1.0", "--ref", str(tmp_path / "text")]
+    hyps = {}
+    for dec in ("k2", "kaldi"):
+        r = subprocess.run([sys.executable, str(REPO / "steps/decode.py"), *common, "--decoder", dec, "--no-sclite",
+                            "--set-name", "t", str(tmp_path / "ll.scp"), str(tmp_path / dec)],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "%WER 0.00" in (tmp_path / dec / "wer-t").read_text()
+        hyps[dec] = (tmp_path / dec / "hyp.txt").read_text()
+        assert (tmp_path / dec / "hyp.ctm").read_text()
+    assert hyps["k2"] == hyps["kaldi"]
+    r = subprocess.run([sys.executable, str(REPO / "steps/compare_decoders.py"), *common, str(tmp_path / "ll.scp"),
+                        str(tmp_path / "cmp")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (tmp_path / "cmp" / "compare_decoders.md").read_text()
+    assert f"identical output: {len(SENTENCES)}/{len(SENTENCES)} = 100.0 %" in md and "No differing" in md
+    assert "| Kaldi FasterDecoder | 0.00 |" in md
+
+
+def test_verdicts():
+    from lm2am.decode_kaldi import _verdict
+
+    assert _verdict(10.0, 10.0, 10.0, 0.01).startswith("tie")
+    assert _verdict(12.0, 10.0, 10.0, 0.01) == "beam: k2 missed the best path"
+    assert _verdict(10.0, 12.0, 10.0, 0.01) == "beam: Kaldi missed the best path"
+    assert _verdict(12.0, 11.0, 10.0, 0.01) == "beam: both missed the best path"
+    assert _verdict(9.0, 11.0, 10.0, 0.01).startswith("SUSPECT")
+
+
+# ---------------------------------------------------------------- tiny recipe, oracle senones
+# tiny_recipe: the shared session fixture of tests/conftest.py (stages 0-11 of conf/tiny.yaml)
+@pytest.mark.slow
+def test_decoders_agree_on_the_tiny_recipe_graph(tiny_recipe: Path, monkeypatch, tmp_path: Path):
+    """Oracle-senone log-likelihoods of test-synth (as tests/test_recipe.py builds them) decoded by
+    both decoders over the real graph: >= 95 % identical outputs, no SUSPECT difference, and the
+    real tree round-trips through Kaldi's format."""
+    from lm2am.decode import DecodeConfig
+    from lm2am.decode_kaldi import compare_decoders
+    from lm2am.score import read_references
+    from lm2am.targets import read_info, read_targets
+
+    monkeypatch.chdir(tiny_recipe)
+    part = "test-synth"
+    num = read_info("data/targets", part).num_senones
+    mats = {}
+    for utt, t in read_targets("data/targets", part).items():
+        m = np.full((t.num_frames, num), np.log(0.1 / num), dtype=np.float32)
+        m[np.arange(t.num_frames), t.senone] = np.log(0.9)
+        mats[utt] = m
+    refs = read_references(f"data/fbank/cuts_{part}.jsonl.gz")
+    cmp = compare_decoders(mats, "data/lang/graph", DecodeConfig(acoustic_scale=2.0), refs)
+    print("\n" + cmp.markdown("tiny recipe, test-synth, oracle senones"))
+    assert cmp.identical_share >= 0.95
+    assert cmp.wer_k2 < 10.0 and cmp.wer_kaldi < 10.0
+    assert not [d for d in cmp.diffs if str(d["verdict"]).startswith("SUSPECT")]
+    # the recipe's own tree through Kaldi's text format and back, checked on every context
+    tree = ContextTree.load("exp/tree/tree.json")
+    write_kaldi_tree(tree, tmp_path / "tree.txt")
+    back = read_kaldi_tree(tmp_path / "tree.txt", tree.phones, tree.num_states, tree.sil_phone)
+    cd = load_kaldi_context_dependency(tmp_path / "tree.txt")
+    bad, n = mapping_mismatches(tree, back, cd)
+    assert bad == 0 and n > 10000
+    # and Kaldi's object equals the binary tree the graph stage wrote
+    assert cd.__getstate__() == load_kaldi_context_dependency("data/lang/graph/tree").__getstate__()
