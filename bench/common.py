@@ -123,7 +123,10 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 def measured_run(cmd: Sequence[str], cwd: Path, env: Optional[Dict[str, str]] = None,
                  log: Optional[Path] = None) -> Dict[str, float]:
-    """Run ``cmd`` in a fresh child and return its wall time and peak memory.
+    """Run ``cmd`` in a fresh child and return its wall time, CPU time and peak memory.
+
+    CPU time (user + system of the whole process tree) is what to compare across sizes on a
+    shared machine: the wall time of the same work varies several-fold with other load.
 
     The peak is the largest resident set of any process in the command's tree (``ru_maxrss``
     of the waited-for descendants of a wrapper process started just for this command, so
@@ -134,7 +137,8 @@ def measured_run(cmd: Sequence[str], cwd: Path, env: Optional[Dict[str, str]] = 
                "rc = subprocess.call(sys.argv[1:])\n"
                "dt = time.perf_counter() - t0\n"
                "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-               "print(json.dumps({'rc': rc, 'seconds': dt, 'max_rss_mib': ru.ru_maxrss / 1024}), file=sys.stderr)\n")
+               "print(json.dumps({'rc': rc, 'seconds': dt, 'cpu_seconds': ru.ru_utime + ru.ru_stime,\n"
+               "                  'max_rss_mib': ru.ru_maxrss / 1024}), file=sys.stderr)\n")
     full_env = {**os.environ, **(env or {})}
     p = subprocess.run([PY, "-c", wrapper, *cmd], cwd=cwd, env=full_env, capture_output=True, text=True)
     out = p.stdout + p.stderr

@@ -13,7 +13,9 @@
   inside the child (the work, not the imports); peak memory is the child's peak RSS (imports
   included: what a job needs).
 
-The exponent ``a`` of ``y ~ size^a`` comes from a least-squares fit of log y on log size:
+Times are CPU seconds (user + system, all threads/processes): on a shared machine the wall time
+of the same work varies several-fold with other load (wall times are in the notes). The
+exponent ``a`` of ``y ~ size^a`` comes from a least-squares fit of log y on log size:
 1 is linear, below 1 means fixed costs still weigh (small corpora), above 1 superlinear.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 from bench.common import PY, REPO, Context, Row, loglog_slope, make_recipe_copy, measured_run
 
@@ -42,13 +44,16 @@ def scaled_config(scale: int) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def _row(name: str, scales: Sequence[int], secs: Sequence[float], rss: Sequence[float], how: str) -> Row:
-    a = loglog_slope(scales, secs)
+def _row(name: str, scales: Sequence[int], cpu: Sequence[float], rss: Sequence[float], how: str,
+         wall: Sequence[float]) -> Row:
+    a = loglog_slope(scales, cpu)
     m = loglog_slope(scales, rss)
-    per = ", ".join(f"{s}x {t:.1f} s / {r:.0f} MiB" for s, t, r in zip(scales, secs, rss))
-    return Row("scaling", f"{name}: time exponent (log-log slope)", a, "", target=f"<= {TARGET_EXPONENT} (linear)",
-               met=a <= TARGET_EXPONENT,
-               note=f"peak-memory exponent {m:.2f}; time / peak RSS: {per}; {how}")
+    w = loglog_slope(scales, wall)
+    per = ", ".join(f"{s}x {t:.1f} CPU s ({x:.1f} s wall) / {r:.0f} MiB"
+                    for s, t, x, r in zip(scales, cpu, wall, rss))
+    return Row("scaling", f"{name}: CPU-time exponent (log-log slope)", a, "",
+               target=f"<= {TARGET_EXPONENT} (linear)", met=a <= TARGET_EXPONENT,
+               note=f"peak-memory exponent {m:.2f}, wall-time exponent {w:.2f}; CPU time / peak RSS: {per}; {how}")
 
 
 def data_prep_rows(ctx: Context, scales: Sequence[int]) -> List[Row]:
@@ -66,11 +71,14 @@ def data_prep_rows(ctx: Context, scales: Sequence[int]) -> List[Row]:
     rows = []
     for st, name in DATA_PREP_STAGES.items():
         rs = per_stage[st]
-        rows.append(_row(f"data prep stage {st} ({name})", scales, [r["seconds"] for r in rs],
-                         [r["max_rss_mib"] for r in rs], "synth-en corpus, tiny sizes x scale"))
-    tot = [sum(per_stage[st][i]["seconds"] for st in per_stage) for i in range(len(scales))]
+        rows.append(_row(f"data prep stage {st} ({name})", scales, [r["cpu_seconds"] for r in rs],
+                         [r["max_rss_mib"] for r in rs], "synth-en corpus, tiny sizes x scale",
+                         [r["seconds"] for r in rs]))
+    tot = [sum(per_stage[st][i]["cpu_seconds"] for st in per_stage) for i in range(len(scales))]
+    wall = [sum(per_stage[st][i]["seconds"] for st in per_stage) for i in range(len(scales))]
     peak = [max(per_stage[st][i]["max_rss_mib"] for st in per_stage) for i in range(len(scales))]
-    rows.insert(0, _row("data prep, stages 1-6 together", scales, tot, peak, "synth-en corpus, tiny sizes x scale"))
+    rows.insert(0, _row("data prep, stages 1-6 together", scales, tot, peak,
+                        "synth-en corpus, tiny sizes x scale", wall))
     return rows
 
 
@@ -79,22 +87,29 @@ def data_prep_rows(ctx: Context, scales: Sequence[int]) -> List[Row]:
 WORKER_BASE = {"align": 4, "posteriors": 2}
 
 
-def worker_rows(ctx: Context, scales: Sequence[int], units: Sequence[str]) -> List[Row]:
+def worker_rows(ctx: Context, scales: Sequence[int], units: Sequence[str], repeats: int) -> List[Row]:
+    """Each size ``repeats`` times, sizes interleaved (1, 2, 4, 1, 2, 4): the minimum time per
+    size, so a burst of load from other processes hits no single size alone."""
     rows = []
     for what, args in (("alignment", ["align"]), ("posterior precompute", ["posteriors", *units])):
-        secs, rss = [], []
-        for scale in scales:
-            rep = scale * WORKER_BASE[args[0]]
-            r = measured_run([PY, "-m", "bench.scaling", "--worker", *args[:1], "--scale", str(rep),
-                              "--out", str(ctx.scratch / "scaling_worker"), "--units", *(args[1:] or ["-"])],
-                             cwd=ctx.recipe, env={"PYTHONPATH": str(REPO)},
-                             log=ctx.scratch / f"scaling_{args[0]}_x{rep}.log")
-            res = json.loads([ln for ln in r["output"].splitlines() if ln.startswith("{")][-1])
-            secs.append(res["seconds"])
-            rss.append(r["max_rss_mib"])
-        how = (f"1x = tiny train part x{WORKER_BASE[args[0]]}; time inside the child, peak RSS of the child"
-               + (f"; units {', '.join(units)}" if what != "alignment" else ""))
-        rows.append(_row(what, scales, secs, rss, how))
+        secs: Dict[int, List[float]] = {s: [] for s in scales}
+        cpu: Dict[int, List[float]] = {s: [] for s in scales}
+        rss: Dict[int, List[float]] = {s: [] for s in scales}
+        for _ in range(repeats):
+            for scale in scales:
+                rep = scale * WORKER_BASE[args[0]]
+                r = measured_run([PY, "-m", "bench.scaling", "--worker", *args[:1], "--scale", str(rep),
+                                  "--out", str(ctx.scratch / "scaling_worker"), "--units", *(args[1:] or ["-"])],
+                                 cwd=ctx.recipe, env={"PYTHONPATH": str(REPO)},
+                                 log=ctx.scratch / f"scaling_{args[0]}_x{rep}.log")
+                res = json.loads([ln for ln in r["output"].splitlines() if ln.startswith("{")][-1])
+                secs[scale].append(res["seconds"])
+                cpu[scale].append(res["cpu_seconds"])
+                rss[scale].append(r["max_rss_mib"])
+        how = (f"1x = tiny train part x{WORKER_BASE[args[0]]}; min of {repeats} interleaved runs, time of the "
+               "work inside the child; peak RSS of the child" + (f"; units {', '.join(units)}" if what != "alignment" else ""))
+        rows.append(_row(what, scales, [min(cpu[s]) for s in scales], [max(rss[s]) for s in scales], how,
+                         [min(secs[s]) for s in scales]))
     return rows
 
 
@@ -102,7 +117,7 @@ def run(ctx: Context) -> List[Row]:
     ctx.scratch.mkdir(parents=True, exist_ok=True)
     scales = [1, 2] if ctx.quick else [1, 2, 4]
     units = ["senone"] if ctx.quick else ["phone", "senone", "subword"]
-    rows = worker_rows(ctx, scales, units)
+    rows = worker_rows(ctx, scales, units, 1 if ctx.quick else 2)
     if ctx.quick:
         ctx.notes.append("scaling: --quick measures 1x and 2x of alignment and senone posteriors only; "
                          "data prep scaling runs in the full suite")
@@ -120,7 +135,7 @@ def run(ctx: Context) -> List[Row]:
 # Run in a fresh process per size (cwd = the tiny recipe) so that peak memory is that size's.
 
 
-def _work_align(scale: int) -> float:
+def _work_align(scale: int) -> Tuple[float, float]:
     from lhotse import CutSet
 
     from lm2am.align import align
@@ -132,13 +147,13 @@ def _work_align(scale: int) -> float:
     ids = [f"{i}_{k}" for k in range(scale) for i in ids]
     align(model, feats[:2], texts[:2], lexicon, phones, topo, utt_ids=ids[:2])  # warm-up
     feats, texts = feats * scale, texts * scale
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     align(model, feats, texts, lexicon, phones, topo, batch_size=cfg.batch_size, utt_ids=ids,
           allow_failures=True)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> float:
+def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> Tuple[float, float]:
     import numpy as np
     from kaldiio.matio import write_array
 
@@ -151,12 +166,12 @@ def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     reader = read_targets(Path("data/targets"), "train-synth")
     ids = sorted(reader, key=str.encode) * scale
-    total = 0.0
+    total = cpu = 0.0
     for unit in units:
         model, meta = load_lm(Path("exp") / f"lm_{'monophone' if unit == 'phone' else unit}" / "final.pt")
         cfg = meta["config"]
         score_sequences(model, [target_tokens(reader[c], unit)[0] for c in ids[:4]], lambda i, lg: None)  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with open(out / f"post_{unit}_x{scale}.ark", "wb") as f:
             for c0 in range(0, len(ids), _CHUNK):
                 chunk = ids[c0:c0 + _CHUNK]
@@ -170,8 +185,9 @@ def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> float:
                     f.write(f"{c}_{c0 + n} ".encode())
                     write_array(f, encode_rows(pos, *top))
         total += time.perf_counter() - t0
+        cpu += time.process_time() - c0
     shutil.rmtree(out, ignore_errors=True)
-    return total
+    return total, cpu
 
 
 def main() -> None:
@@ -184,10 +200,10 @@ def main() -> None:
     import kaldi_hmm_gmm  # noqa: F401  (before kaldifst & co., docs/platform.md)
 
     if a.worker == "align":
-        secs = _work_align(a.scale)
+        secs, cpu = _work_align(a.scale)
     else:
-        secs = _work_posteriors(a.scale, [u for u in a.units if u != "-"], a.out / f"x{a.scale}")
-    print(json.dumps({"seconds": secs}))
+        secs, cpu = _work_posteriors(a.scale, [u for u in a.units if u != "-"], a.out / f"x{a.scale}")
+    print(json.dumps({"seconds": secs, "cpu_seconds": cpu}))
     sys.stdout.flush()
 
 

@@ -285,7 +285,8 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
                  dev_part: str, test_parts: Sequence[str],
                  extra_rows: Sequence[Tuple[str, Path | str]] = (), baseline: Optional[str] = None,
                  out_md: Optional[Path | str] = None, plot_path: Optional[Path | str] = None,
-                 header_notes: Sequence[str] = (), strict: bool = False) -> List[Row]:
+                 header_notes: Sequence[str] = (), strict: bool = False,
+                 sections: Sequence[Path | str] = ()) -> List[Row]:
     """Collect every row, write ``RESULTS.md`` (default ``<exp_dir>/RESULTS.md``) and the bar
     chart (default ``<exp_dir>/plots/wer_systems.png``); returns the rows.
 
@@ -295,6 +296,8 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
         baseline: row the relative changes refer to (default: ``ce`` if present, else the first).
         header_notes: lines placed under the title (config, seeds, scale choice).
         strict: a missing result is an error instead of a note.
+        sections: Markdown files appended after the table (e.g. the aligner comparison and the
+            two-decoder cross-check); a missing one is noted, not an error.
     """
     exp_dir = Path(exp_dir)
     if not systems and not extra_rows:
@@ -329,6 +332,15 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
               "(negative = fewer errors). Frame accuracy: main output on the dev part (stage 15). RTF: "
               "wall time / audio duration of the AM forward pass and of the graph search, pooled "
               f"over seeds and parts. Written {time.strftime('%Y-%m-%d %H:%M')} by steps/make_results.py."]
-    atomic_write_text(out_md, results_markdown(rows, dev_part, test_parts, baseline, header, rel_plot))
+    text = results_markdown(rows, dev_part, test_parts, baseline, header, rel_plot)
+    for sec in sections:
+        sec = Path(sec)
+        if not sec.is_file():
+            log.warning("section %s does not exist (yet); not in %s", sec, out_md)
+            continue
+        # demote the section's headings one level: they sit under "# Results"
+        body = "\n".join("#" + ln if ln.startswith("#") else ln for ln in sec.read_text().splitlines())
+        text = text.rstrip("\n") + f"\n\n{body}\n\n_(from `{sec}`)_\n"
+    atomic_write_text(out_md, text)
     log.info("%s: %d rows; %s", out_md, len(rows), plot_path)
     return rows

@@ -35,6 +35,8 @@ def main() -> None:
     p.add_argument("--baseline", help="row for the relative change (default: ce if present, else the first)")
     p.add_argument("--extra-row", action="append", default=[], metavar="NAME=DIR",
                    help="another row from DIR/decode_<part>/ (repeatable)")
+    p.add_argument("--append", action="append", default=[], type=Path, metavar="FILE",
+                   help="a Markdown file appended as a section after the table (repeatable)")
     p.add_argument("--out", type=Path, help="default: <exp_dir>/RESULTS.md")
     p.add_argument("--plot", type=Path, help="default: <exp_dir>/plots/wer_systems.png")
     p.add_argument("--strict", action="store_true", help="a missing result is an error, not a note")
@@ -61,7 +63,7 @@ def main() -> None:
               "(one set of lattices); each model's dev-best scale decodes its test parts." if args.scales.strip()
               else "Acoustic scale: each model's dev-best scale (decode_<dev>/best_scale) decodes its test parts.")]
     rows = make_results(args.exp_dir, systems, args.dev_part, tests, extra, args.baseline, args.out, args.plot,
-                        [f"- {n}" for n in notes if n], args.strict)
+                        [f"- {n}" for n in notes if n], args.strict, args.append)
     out = args.out or args.exp_dir / "RESULTS.md"
     print(out.read_text(), end="")
     print(f"{out}: {len(rows)} rows")

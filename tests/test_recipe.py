@@ -58,6 +58,11 @@ def test_alignment_tree_targets(tiny_recipe: Path, monkeypatch):
     assert "loglike_per_frame" in history
     assert "frame phone accuracy" in (tiny_recipe / "exp/ali_mono/accuracy_train-synth.txt").read_text()
     assert (tiny_recipe / "exp/tree/occupancy.png").stat().st_size > 1000
+    # Kaldi's GMM-HMM mono system (gmm_baseline=true): its alignments, scored beside the k2 aligner's
+    acc = (tiny_recipe / "exp/alignment_accuracy.md").read_text()
+    assert "| gmm |" in acc and "| k2 |" in acc
+    assert (tiny_recipe / "exp/plots/alignment_accuracy.png").stat().st_size > 1000
+    assert (tiny_recipe / "exp/mono_gmm/graph/HCLG.fst").is_file()
     assert list((tiny_recipe / "data/targets/plots").glob("*.png"))
     for part in ("train-synth", "dev-synth", "test-synth"):
         info = read_info("data/targets", part)
@@ -307,6 +312,8 @@ def test_decode_and_results(tiny_decoded: Path):
             assert 0.0 <= float(c.split()[0]) <= 200.0, row
         assert cells[4] == "baseline" if sys_name == "ce" else cells[4].endswith("%")
     assert md.index("| ce |") < md.index("| interp_0.1 |") < md.index("| hier |")
+    gmm = next(x for x in md.splitlines() if x.startswith("| gmm_mono |"))  # the Kaldi GMM baseline row
+    assert 0.0 <= float(gmm.strip("|").split("|")[2].split()[0]) <= 200.0, gmm
     assert (exp / "plots/wer_systems.png").stat().st_size > 5000
 
 
@@ -316,5 +323,8 @@ def test_decode_rerun_is_a_noop(tiny_decoded: Path):
     r = run(tiny_decoded, "--config", "conf/tiny.yaml", "--stage", "16", "--stop-stage", "16",
             "--am-systems", SYSTEMS, "--extra-seeds", "")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (r.stdout + r.stderr).count("is up to date, skipping") == 3 * len(SYSTEMS.split())
+    out = r.stdout + r.stderr
+    skipped = [ln for ln in out.splitlines() if "is up to date, skipping" in ln]
+    assert sum("exp/am_" in ln for ln in skipped) == 3 * len(SYSTEMS.split()), out[-2000:]
+    assert sum("exp/mono_gmm/decode_" in ln for ln in skipped) == 3, out[-2000:]  # the GMM baseline row
     assert {p: p.stat().st_mtime_ns for p in wers} == before

@@ -20,6 +20,9 @@ real_parts="test-asterisk"   # real, out-of-domain speech; set to "" to skip it
 device=cpu              # cpu | cuda
 # The comparison: one AM per system (conf/systems/<name>.yaml) and seed. Edit freely.
 am_systems="ce interp_0.1 interp_0.3 aux_monophone aux_senone aux_subword hier hier_no_senone hier_no_monophone hier_no_subword"
+ali_source=k2           # alignments behind the senone tree and the targets: k2 (lm2am's aligner,
+                        # exp/ali_mono) | gmm (Kaldi's GMM-HMM monophone system, exp/mono_gmm)
+gmm_baseline=true       # also train Kaldi's GMM-HMM mono system: aligner comparison, GMM row in RESULTS.md
 am_jobs=2               # AMs trained / decoded side by side (each with train.num_threads threads)
 seeds="1"               # seeds of every system
 extra_seeds="2 3"       # more seeds for $extra_seed_systems (RESULTS.md: mean ± std over seeds)
@@ -37,6 +40,8 @@ help_message="Usage: $0 [options]
   --real-parts LIST  real-speech check sets, \"\" to skip ($real_parts)
   --device DEV       cpu or cuda for the neural stages ($device)
   --am-systems LIST  systems to train, names of conf/systems/*.yaml (\"$am_systems\")
+  --ali-source SRC   k2 | gmm: aligner behind the tree and targets ($ali_source)
+  --gmm-baseline B   true | false: Kaldi GMM-HMM mono system as baseline and cross-check ($gmm_baseline)
   --am-jobs N        AM systems trained and decoded side by side ($am_jobs)
   --seeds LIST       seeds of every system (\"$seeds\")
   --extra-seeds LIST more seeds for the systems in --extra-seed-systems (\"$extra_seeds\")
@@ -52,8 +57,8 @@ Stages:
   4  lang: lexicon, phones, words, BPE (steps/prepare_lang.py)
   5  fbank features + global CMVN (steps/compute_fbank.py, steps/compute_cmvn.py)
   6  data summary: hours, utterances, speakers, OOV rate per split
-  7  flat-start k2 aligner (steps/train_aligner.py)
-  8  forced alignment of every synthetic part; accuracy vs the synthesizers' timings
+  7  flat-start k2 aligner (steps/train_aligner.py); Kaldi GMM-HMM mono system (steps/train_gmm_mono.py)
+  8  forced alignment of every synthetic part (k2, GMM); accuracy vs the synthesizers' timings
   9  senone decision tree (steps/build_tree.py)
   10 frame targets: senone, monophone, subword (steps/make_targets.py)
   11 decoding graph HCLG from lang + senone tree + n-gram LM of the LM text (steps/make_graph.py)
@@ -63,7 +68,8 @@ Stages:
   15 dev frame accuracy of every system (steps/eval_am.py) -> exp/frame_accuracy_<dev>.md
   16 decode dev (acoustic-scale sweep) and every test part with the dev-best scale, for every
      system and seed (steps/compute_loglikes.py, steps/decode.py) -> exp/am_<sys>/seed<k>/decode_<part>/
-  17 results table exp/RESULTS.md and exp/plots/wer_systems.png (steps/make_results.py)"
+  17 k2 vs Kaldi decoder cross-check on dev (steps/compare_decoders.py); results table
+     exp/RESULTS.md (+ aligner comparison, decoder cross-check) and exp/plots/wer_systems.png"
 
 . ./path.sh
 . ./cmd.sh
@@ -81,6 +87,13 @@ system_seeds() {
   [[ " $extra_seed_systems " == *" $1 "* ]] && s="$s $extra_seeds"
   echo $s | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' '
 }
+
+case $ali_source in
+  k2) ali_dir=exp/ali_mono ;;
+  gmm) ali_dir=exp/mono_gmm ;;
+  *) echo "ERROR: --ali-source $ali_source: expected k2 or gmm (Kaldi alignments: steps/import_kaldi_ali.py, see README)" >&2; exit 1 ;;
+esac
+use_gmm=false; { $gmm_baseline || [ $ali_source = gmm ]; } && use_gmm=true
 
 all_parts="$train_part $eval_parts $real_parts"
 parts_csv=$(echo $all_parts | tr ' ' ',')
@@ -135,6 +148,10 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   log "Stage 7: flat-start aligner in exp/ali_mono"
   steps/train_aligner.py --config "$config" --device $device \
     data/fbank/cuts_$train_part.jsonl.gz data/lang exp/ali_mono
+  if $use_gmm; then
+    log "Stage 7: Kaldi GMM-HMM monophone system in exp/mono_gmm"
+    steps/train_gmm_mono.py --config "$config" data/fbank/cuts_$train_part.jsonl.gz data/lang exp/mono_gmm
+  fi
 fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
@@ -145,18 +162,29 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
         data/fbank/cuts_$part.jsonl.gz data/lang exp/ali_mono
   done
   steps/score_alignment.py "$corpus" $train_part data/lang exp/ali_mono
+  if $use_gmm; then
+    for part in $synth_parts; do
+      log "Stage 8: align $part with the GMM system ($nj jobs)"
+      $train_cmd JOB=1:$nj exp/mono_gmm/log/align_$part.JOB.log \
+        steps/align_gmm.py --config "$config" --job JOB --num-jobs $nj \
+          data/fbank/cuts_$part.jsonl.gz data/lang exp/mono_gmm
+    done
+    steps/score_alignment.py "$corpus" $train_part data/lang exp/mono_gmm
+    steps/compare_aligners.py --corpus "$corpus" --lang data/lang --parts "$(echo $synth_parts | tr ' ' ',')" \
+      --md exp/alignment_accuracy.md --png exp/plots/alignment_accuracy.png gmm=exp/mono_gmm k2=exp/ali_mono
+  fi
 fi
 
 if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
-  log "Stage 9: senone tree in exp/tree"
-  steps/build_tree.py --config "$config" data/fbank/cuts_$train_part.jsonl.gz data/lang exp/ali_mono exp/tree
+  log "Stage 9: senone tree in exp/tree (alignments: $ali_dir)"
+  steps/build_tree.py --config "$config" data/fbank/cuts_$train_part.jsonl.gz data/lang $ali_dir exp/tree
 fi
 
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   for part in $synth_parts; do
     log "Stage 10: frame targets for $part in data/targets"
     steps/make_targets.py --corpus-dir "$corpus" --plot $([ $part = $train_part ] && echo 2 || echo 0) \
-      data/fbank/cuts_$part.jsonl.gz data/lang exp/ali_mono exp/tree data/targets
+      data/fbank/cuts_$part.jsonl.gz data/lang $ali_dir exp/tree data/targets
   done
 fi
 
@@ -164,6 +192,11 @@ if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   log "Stage 11: decoding graph in data/lang/graph"
   steps/make_graph.py --config "$config" --lm-text "$corpus/lm_text/lm_text.txt" \
     data/lang exp/tree/tree.json data/lang/graph
+  if $use_gmm; then
+    log "Stage 11: monophone decoding graph of the GMM system in exp/mono_gmm/graph"
+    steps/make_graph.py --config "$config" --lm-text "$corpus/lm_text/lm_text.txt" \
+      data/lang exp/mono_gmm/tree.json exp/mono_gmm/graph
+  fi
 fi
 
 teacher_units="monophone senone subword"   # exp/lm_<unit>; the LM code calls monophones "phone"
@@ -263,6 +296,25 @@ decode_one_am() {  # decode_one_am SYSTEM SEED: dev (scale sweep), then the test
   done
 }
 
+decode_gmm() {  # the GMM baseline: dev (scale sweep), then the test parts at the dev-best scale
+  local part out opts fp
+  for part in $dev_part $test_parts; do
+    out=exp/mono_gmm/decode_$part
+    if [ $part = $dev_part ]; then opts="--sweep"
+    else opts="--acoustic-scale $(cat exp/mono_gmm/decode_$dev_part/best_scale)"; fi
+    fp=$(steps/fingerprint.py --config "$config" --section gmm --param "$opts" exp/mono_gmm/final.mdl \
+      data/fbank/cuts_$part.jsonl.gz exp/mono_gmm/graph/HCLG.fst)
+    if [ -f $out/.done ] && [ "$(cat $out/.done)" = "$fp" ]; then
+      log "Stage 16: $out is up to date, skipping"; continue
+    fi
+    log "Stage 16: decode $part with the GMM system ($opts)"
+    $decode_cmd exp/mono_gmm/log/decode_$part.log \
+      steps/decode_gmm.py --config "$config" $opts data/fbank/cuts_$part.jsonl.gz exp/mono_gmm $out
+    echo "  gmm_mono $part: $(head -n 1 $out/wer-$part)"
+    echo "$fp" > $out/.done
+  done
+}
+
 if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   # Per model and part: log-likelihoods (AM main output minus log priors) -> k2 decoding and
   # scoring (wer-<part>, errs-<part>.txt, sclite cross-check). Dev is decoded once and rescored
@@ -275,15 +327,42 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
       bg_run decode_one_am $sys $seed
     done
   done
+  $use_gmm && bg_run decode_gmm
   bg_wait
 fi
 
 if [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
+  # Cross-check of the k2 decoder by Kaldi's FasterDecoder: the first system's first seed on dev,
+  # same log-likelihoods, graph and scale (steps/compare_decoders.py).
+  x=$(echo $am_systems | cut -d' ' -f1); dir=exp/am_$x/seed$(system_seeds $x | cut -d' ' -f1)
+  cmp_dir=exp/compare_decoders_$dev_part
+  fp=$(steps/fingerprint.py --config "$config" --section decode $dir/final.pt $dir/decode_$dev_part/best_scale \
+    data/fbank/cuts_$dev_part.jsonl.gz data/lang/graph/HCLG.pt)
+  if [ -f $cmp_dir/.done ] && [ "$(cat $cmp_dir/.done)" = "$fp" ]; then
+    log "Stage 17: $cmp_dir is up to date, skipping"
+  else
+    log "Stage 17: k2 decoder vs Kaldi's decoder on $dev_part ($dir) in $cmp_dir"
+    $decode_cmd $cmp_dir/log/loglikes.log \
+      steps/compute_loglikes.py --device $device --cmvn data/fbank/global_cmvn.ark \
+        --train-cuts data/targets/cuts_$train_part.jsonl.gz \
+        $dir/final.pt data/fbank/cuts_$dev_part.jsonl.gz $cmp_dir/loglikes.scp
+    sf=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["subsampling_factor"])' $cmp_dir/loglikes.json)
+    $decode_cmd $cmp_dir/log/compare.log \
+      steps/compare_decoders.py --config "$config" --graph data/lang/graph --subsampling-factor $sf \
+        --acoustic-scale $(cat $dir/decode_$dev_part/best_scale) --ref data/fbank/cuts_$dev_part.jsonl.gz \
+        --title "$x seed ${dir##*seed}, $dev_part" $cmp_dir/loglikes.scp $cmp_dir
+    rm -f $cmp_dir/loglikes.ark $cmp_dir/loglikes.scp $cmp_dir/.loglikes.done
+    echo "$fp" > $cmp_dir/.done
+  fi
   log "Stage 17: results table exp/RESULTS.md"
   specs=""
   for sys in $am_systems; do specs="$specs $sys:$(system_seeds $sys | tr ' ' ',' | sed 's/,$//')"; done
   extra_opts=""
+  $use_gmm && [ -f exp/mono_gmm/decode_$dev_part/best_scale ] && extra_opts="--extra-row gmm_mono=exp/mono_gmm"
   for r in $extra_result_rows; do extra_opts="$extra_opts --extra-row $r"; done
+  for f in exp/alignment_accuracy.md $cmp_dir/compare_decoders.md; do
+    [ -f $f ] && extra_opts="$extra_opts --append $f"
+  done
   steps/make_results.py --config "$config" --dev-part $dev_part --test-parts "$test_parts" \
     --scales "$decode_scales" $extra_opts exp $specs
 fi
