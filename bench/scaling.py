@@ -13,8 +13,10 @@
   inside the child (the work, not the imports); peak memory is the child's peak RSS (imports
   included: what a job needs).
 
-Times are CPU seconds (user + system, all threads/processes): on a shared machine the wall time
-of the same work varies several-fold with other load (wall times are in the notes). The
+Times are wall seconds. On a shared machine the same work's wall time varies several-fold with
+other load, so the workers run one torch thread (no OpenMP spin-waiting on a busy core) and the
+minimum over interleaved repeats is kept; CPU-time clocks were tried and are not trustworthy in
+this sandbox (a thread's CPU time exceeded its wall time). Treat the exponents as rough. The
 exponent ``a`` of ``y ~ size^a`` comes from a least-squares fit of log y on log size:
 1 is linear, below 1 means fixed costs still weigh (small corpora), above 1 superlinear.
 """
@@ -44,16 +46,13 @@ def scaled_config(scale: int) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def _row(name: str, scales: Sequence[int], cpu: Sequence[float], rss: Sequence[float], how: str,
-         wall: Sequence[float]) -> Row:
-    a = loglog_slope(scales, cpu)
+def _row(name: str, scales: Sequence[int], secs: Sequence[float], rss: Sequence[float], how: str) -> Row:
+    a = loglog_slope(scales, secs)
     m = loglog_slope(scales, rss)
-    w = loglog_slope(scales, wall)
-    per = ", ".join(f"{s}x {t:.1f} CPU s ({x:.1f} s wall) / {r:.0f} MiB"
-                    for s, t, x, r in zip(scales, cpu, wall, rss))
-    return Row("scaling", f"{name}: CPU-time exponent (log-log slope)", a, "",
+    per = ", ".join(f"{s}x {t:.1f} s / {r:.0f} MiB" for s, t, r in zip(scales, secs, rss))
+    return Row("scaling", f"{name}: time exponent (log-log slope)", a, "",
                target=f"<= {TARGET_EXPONENT} (linear)", met=a <= TARGET_EXPONENT,
-               note=f"peak-memory exponent {m:.2f}, wall-time exponent {w:.2f}; CPU time / peak RSS: {per}; {how}")
+               note=f"peak-memory exponent {m:.2f}; time / peak RSS: {per}; {how}")
 
 
 def data_prep_rows(ctx: Context, scales: Sequence[int]) -> List[Row]:
@@ -71,14 +70,11 @@ def data_prep_rows(ctx: Context, scales: Sequence[int]) -> List[Row]:
     rows = []
     for st, name in DATA_PREP_STAGES.items():
         rs = per_stage[st]
-        rows.append(_row(f"data prep stage {st} ({name})", scales, [r["cpu_seconds"] for r in rs],
-                         [r["max_rss_mib"] for r in rs], "synth-en corpus, tiny sizes x scale",
-                         [r["seconds"] for r in rs]))
-    tot = [sum(per_stage[st][i]["cpu_seconds"] for st in per_stage) for i in range(len(scales))]
-    wall = [sum(per_stage[st][i]["seconds"] for st in per_stage) for i in range(len(scales))]
+        rows.append(_row(f"data prep stage {st} ({name})", scales, [r["seconds"] for r in rs],
+                         [r["max_rss_mib"] for r in rs], "synth-en corpus, tiny sizes x scale"))
+    tot = [sum(per_stage[st][i]["seconds"] for st in per_stage) for i in range(len(scales))]
     peak = [max(per_stage[st][i]["max_rss_mib"] for st in per_stage) for i in range(len(scales))]
-    rows.insert(0, _row("data prep, stages 1-6 together", scales, tot, peak,
-                        "synth-en corpus, tiny sizes x scale", wall))
+    rows.insert(0, _row("data prep, stages 1-6 together", scales, tot, peak, "synth-en corpus, tiny sizes x scale"))
     return rows
 
 
@@ -93,23 +89,21 @@ def worker_rows(ctx: Context, scales: Sequence[int], units: Sequence[str], repea
     rows = []
     for what, args in (("alignment", ["align"]), ("posterior precompute", ["posteriors", *units])):
         secs: Dict[int, List[float]] = {s: [] for s in scales}
-        cpu: Dict[int, List[float]] = {s: [] for s in scales}
         rss: Dict[int, List[float]] = {s: [] for s in scales}
         for _ in range(repeats):
             for scale in scales:
                 rep = scale * WORKER_BASE[args[0]]
                 r = measured_run([PY, "-m", "bench.scaling", "--worker", *args[:1], "--scale", str(rep),
                                   "--out", str(ctx.scratch / "scaling_worker"), "--units", *(args[1:] or ["-"])],
-                                 cwd=ctx.recipe, env={"PYTHONPATH": str(REPO)},
+                                 cwd=ctx.recipe, env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+                                                     "MKL_NUM_THREADS": "1"},
                                  log=ctx.scratch / f"scaling_{args[0]}_x{rep}.log")
                 res = json.loads([ln for ln in r["output"].splitlines() if ln.startswith("{")][-1])
                 secs[scale].append(res["seconds"])
-                cpu[scale].append(res["cpu_seconds"])
                 rss[scale].append(r["max_rss_mib"])
-        how = (f"1x = tiny train part x{WORKER_BASE[args[0]]}; min of {repeats} interleaved runs, time of the "
-               "work inside the child; peak RSS of the child" + (f"; units {', '.join(units)}" if what != "alignment" else ""))
-        rows.append(_row(what, scales, [min(cpu[s]) for s in scales], [max(rss[s]) for s in scales], how,
-                         [min(secs[s]) for s in scales]))
+        how = (f"1x = tiny train part x{WORKER_BASE[args[0]]}; min wall time of {repeats} interleaved runs "
+               "of the work in a 1-thread child; peak RSS of the child" + (f"; units {', '.join(units)}" if what != "alignment" else ""))
+        rows.append(_row(what, scales, [min(secs[s]) for s in scales], [max(rss[s]) for s in scales], how))
     return rows
 
 
@@ -147,10 +141,10 @@ def _work_align(scale: int) -> Tuple[float, float]:
     ids = [f"{i}_{k}" for k in range(scale) for i in ids]
     align(model, feats[:2], texts[:2], lexicon, phones, topo, utt_ids=ids[:2])  # warm-up
     feats, texts = feats * scale, texts * scale
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), time.thread_time()
     align(model, feats, texts, lexicon, phones, topo, batch_size=cfg.batch_size, utt_ids=ids,
           allow_failures=True)
-    return time.perf_counter() - t0, time.process_time() - c0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
 def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> Tuple[float, float]:
@@ -171,7 +165,7 @@ def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> Tuple[float
         model, meta = load_lm(Path("exp") / f"lm_{'monophone' if unit == 'phone' else unit}" / "final.pt")
         cfg = meta["config"]
         score_sequences(model, [target_tokens(reader[c], unit)[0] for c in ids[:4]], lambda i, lg: None)  # warm-up
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0 = time.perf_counter(), time.thread_time()
         with open(out / f"post_{unit}_x{scale}.ark", "wb") as f:
             for c0 in range(0, len(ids), _CHUNK):
                 chunk = ids[c0:c0 + _CHUNK]
@@ -185,7 +179,7 @@ def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> Tuple[float
                     f.write(f"{c}_{c0 + n} ".encode())
                     write_array(f, encode_rows(pos, *top))
         total += time.perf_counter() - t0
-        cpu += time.process_time() - c0
+        cpu += time.thread_time() - c0
     shutil.rmtree(out, ignore_errors=True)
     return total, cpu
 
@@ -198,6 +192,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     import kaldi_hmm_gmm  # noqa: F401  (before kaldifst & co., docs/platform.md)
+    import torch
+
+    # One thread: the work's CPU time is then the main thread's (time.thread_time), which other
+    # load on a shared machine does not inflate (2 OpenMP threads spin-wait for each other).
+    torch.set_num_threads(1)
 
     if a.worker == "align":
         secs, cpu = _work_align(a.scale)
