@@ -135,6 +135,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     steps/compute_fbank.py --config "$config" --lang data/lang --parts "$parts_csv" \
       --job JOB --num-jobs $n data/manifests data/fbank
   steps/compute_cmvn.py data/fbank/cuts_$train_part.jsonl.gz data/fbank/global_cmvn.ark
+  steps/validate_data.py --manifest-dir data/manifests --fbank-dir data/fbank --parts "$parts_csv"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
@@ -186,6 +187,7 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     steps/make_targets.py --corpus-dir "$corpus" --plot $([ $part = $train_part ] && echo 2 || echo 0) \
       data/fbank/cuts_$part.jsonl.gz data/lang $ali_dir exp/tree data/targets
   done
+  steps/validate_data.py --fbank-dir data/fbank --targets-dir data/targets --parts "$(echo $synth_parts | tr ' ' ',')"
 fi
 
 if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
