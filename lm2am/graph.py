@@ -753,7 +753,7 @@ def load_graph(graph_dir: Union[Path, str], device: str = "cpu") -> DecodingGrap
     pt = graph_dir / "HCLG.pt"
     if not pt.is_file():
         raise Lm2amError(f"{pt} does not exist; build the graph first (steps/make_graph.py)")
-    fsa = k2.Fsa.from_dict(torch.load(pt, map_location="cpu")).to(device)
+    fsa = k2.Fsa.from_dict(torch.load(pt, map_location="cpu", weights_only=False)).to(device)
     words = _symbol_list(graph_dir / "words.txt")
 
     def opt(name: str):

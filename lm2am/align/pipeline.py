@@ -91,7 +91,7 @@ def load_aligner(model_dir: Path | str) -> Tuple[Optional[MonoStateModel], Optio
     path = Path(model_dir) / "final.pt"
     if not path.is_file():
         raise Lm2amError(f"{path}: aligner model missing; run the aligner training stage first")
-    ckpt = torch.load(path, map_location="cpu")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
     topo = HmmTopo(**ckpt["topo"])
     if ckpt.get("kind") == "gmm":  # a GMM system's directory (lm2am.gmm): alignments, no network
         return None, None, topo, ckpt["phones"]

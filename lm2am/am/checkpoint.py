@@ -44,7 +44,8 @@ def save(obj: Mapping[str, Any], path: Path) -> None:
 def load(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
     """Load an lm2am AM checkpoint, with a one-line error for anything else."""
     try:
-        ckpt = torch.load(path, map_location=map_location)
+        # our own files (configs, numpy RNG states): torch >= 2.6 would refuse them by default
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # torch raises several types for corrupt/foreign files
         raise Lm2amError(f"{path}: cannot read this checkpoint ({type(e).__name__}: {e}); "
                          "delete it to restart from the previous one") from None

@@ -148,7 +148,7 @@ def load_lm(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
         raise Lm2amError(f"teacher LM {path} does not exist; run the LM training stage "
                          "(steps/train_lm.py) first")
     try:
-        d = torch.load(path, map_location="cpu")
+        d = torch.load(path, map_location="cpu", weights_only=False)
         if d.get("format") != _FORMAT:
             raise KeyError("format")
         cfg = LmConfig(**{k: v for k, v in d["config"].items()})
@@ -206,7 +206,7 @@ def train_lm(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[
     ckpt = out_dir / "checkpoint.pt"
     if ckpt.is_file():
         try:
-            c = torch.load(ckpt, map_location="cpu")
+            c = torch.load(ckpt, map_location="cpu", weights_only=False)
             if c.get("fingerprint") == fp:
                 model.load_state_dict(c["model"])
                 opt.load_state_dict(c["opt"])
