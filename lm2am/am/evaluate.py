@@ -123,7 +123,7 @@ def evaluate_exp(model_path: Path | str, paths: Any, part: str, device: str = "c
 
 
 def frame_accuracy_table(exp_dir: Path | str, part: str) -> str:
-    """Mean ± std (over seeds) of every system's main-head frame accuracy on ``part``, from
+    """Mean ± sample std (over seeds, as RESULTS.md) of every system's main-head frame accuracy on ``part``, from
     ``<exp_dir>/am_<system>/seed*/eval_<part>.json``; a Markdown table."""
     import numpy as np
 
@@ -134,5 +134,5 @@ def frame_accuracy_table(exp_dir: Path | str, part: str) -> str:
     lines = [f"| system | seeds | main-head frame accuracy on {part} (%) |", "|---|---|---|"]
     for name, accs in rows.items():
         a = np.array(accs) * 100
-        lines.append(f"| {name} | {len(a)} | {a.mean():.2f} ± {a.std():.2f} |")
+        lines.append(f"| {name} | {len(a)} | {a.mean():.2f} ± {(a.std(ddof=1) if a.size > 1 else 0.0):.2f} |")
     return "\n".join(lines)
