@@ -29,7 +29,6 @@ over the path; :func:`k2_best_path_costs` gives the k2 decoder's best-path cost 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 
 from lm2am.decode import DecodeConfig, DecodeResult, Matrix, _items, expand_frames, word_alignment
 from lm2am.errors import Lm2amError
-from lm2am.graph import DecodingGraph, load_graph
+from lm2am.graph import DecodingGraph, kaldi_wheels, load_graph
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +47,8 @@ __all__ = ["KaldiGraph", "KaldiDecodeResult", "load_kaldi_graph", "decode", "k2_
 
 
 def _kaldi():
-    """kaldifst and kaldi_decoder, imported after kaldi_hmm_gmm (the other order hangs)."""
-    if "kaldi_hmm_gmm" not in sys.modules and any(
-            m in sys.modules for m in ("kaldifst", "kaldi_decoder", "kaldilm")):
-        raise RuntimeError("kaldifst/kaldi_decoder was imported before kaldi_hmm_gmm (that order hangs); "
-                           "import kaldi_hmm_gmm first")
-    import kaldi_hmm_gmm  # noqa: F401
-    import kaldi_decoder
-    import kaldifst
-    return kaldifst, kaldi_decoder
+    """kaldifst and kaldi_decoder (imported after kaldi_hmm_gmm: lm2am.graph.kaldi_wheels)."""
+    return kaldi_wheels()[1:]
 
 
 @dataclass

@@ -90,15 +90,21 @@ __all__ = ["GraphConfig", "Lang", "read_lang", "make_lexicon_fst", "make_hmm_top
            "DecodingGraph", "load_graph", "fst_size"]
 
 
-def _kaldi():
-    """Import the Kaldi wheels in the only safe order (kaldi_hmm_gmm first; docs/platform.md)."""
+def kaldi_wheels():
+    """The Kaldi wheels ``(kaldi_hmm_gmm, kaldifst, kaldi_decoder)``, imported in the only safe
+    order (kaldi_hmm_gmm first; docs/platform.md): the other order hangs the process."""
     if "kaldi_hmm_gmm" not in sys.modules and any(
             m in sys.modules for m in ("kaldifst", "kaldi_decoder", "kaldilm")):
-        raise RuntimeError("kaldifst/kaldilm was imported before kaldi_hmm_gmm (that order hangs); "
+        raise RuntimeError("kaldifst/kaldi_decoder/kaldilm was imported before kaldi_hmm_gmm (that order hangs); "
                            "import kaldi_hmm_gmm first")
     import kaldi_hmm_gmm
+    import kaldi_decoder
     import kaldifst
-    return kaldi_hmm_gmm, kaldifst
+    return kaldi_hmm_gmm, kaldifst, kaldi_decoder
+
+
+def _kaldi():
+    return kaldi_wheels()[:2]
 
 
 @dataclass

@@ -32,6 +32,20 @@ def make_recipe_copy(dst: Path, recipe: Path = SYNTH_RECIPE) -> Path:
     return dst
 
 
+def oracle_loglikes(part: str, targets_dir: str = "data/targets") -> Dict[str, np.ndarray]:
+    """Near-one-hot log-likelihoods of each cut's own target senones (0.9 on the target, the rest
+    shared): what a perfect AM would give; checks graph, decoder and scoring without training."""
+    from lm2am.targets import read_info, read_targets
+
+    num = read_info(targets_dir, part).num_senones
+    mats = {}
+    for utt, t in read_targets(targets_dir, part).items():
+        m = np.full((t.num_frames, num), np.log(0.1 / num), dtype=np.float32)
+        m[np.arange(t.num_frames), t.senone] = np.log(0.9)
+        mats[utt] = m
+    return mats
+
+
 def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     """``./run.sh ARGS`` in ``recipe``, output captured."""
     return subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True)

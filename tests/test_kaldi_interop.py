@@ -23,7 +23,7 @@ from test_decode import LEX, PHONES, _pdf_seq, _peaked, _toy_tree, toy  # noqa: 
 from test_tree import PHONES as TREE_PHONES
 from test_tree import _random_stats
 
-from conftest import REPO
+from conftest import REPO, oracle_loglikes
 
 k2 = pytest.importorskip("k2")
 kaldi_decoder = pytest.importorskip("kaldi_decoder")
@@ -197,16 +197,10 @@ def test_decoders_agree_on_the_tiny_recipe_graph(tiny_recipe: Path, monkeypatch,
     from lm2am.decode import DecodeConfig
     from lm2am.decode_kaldi import compare_decoders
     from lm2am.score import read_references
-    from lm2am.targets import read_info, read_targets
 
     monkeypatch.chdir(tiny_recipe)
     part = "test-synth"
-    num = read_info("data/targets", part).num_senones
-    mats = {}
-    for utt, t in read_targets("data/targets", part).items():
-        m = np.full((t.num_frames, num), np.log(0.1 / num), dtype=np.float32)
-        m[np.arange(t.num_frames), t.senone] = np.log(0.9)
-        mats[utt] = m
+    mats = oracle_loglikes(part)
     refs = read_references(f"data/fbank/cuts_{part}.jsonl.gz")
     cmp = compare_decoders(mats, "data/lang/graph", DecodeConfig(acoustic_scale=2.0), refs)
     print("\n" + cmp.markdown("tiny recipe, test-synth, oracle senones"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_LAST_STAGE as LAST_STAGE, make_recipe_copy, run_recipe  # noqa: F401
+from conftest import REPO, TINY_LAST_STAGE as LAST_STAGE, make_recipe_copy, oracle_loglikes, run_recipe  # noqa: F401
 
 # tiny_recipe (stages 0-11 on conf/tiny.yaml) is the shared session fixture of tests/conftest.py
 RECIPE = REPO / "egs/synth-en/s5"
@@ -83,18 +83,11 @@ def test_graph_decodes_oracle_senones(tiny_recipe: Path, monkeypatch, tmp_path: 
     its own target senones gives (almost) the reference words. This is a real check of the
     context convention, the transition-id -> pdf mapping and scoring, without a trained AM."""
     import kaldiio
-    import numpy as np
 
-    from lm2am.targets import read_info, read_targets
 
     monkeypatch.chdir(tiny_recipe)
     part = "test-synth"
-    num = read_info("data/targets", part).num_senones
-    mats = {}
-    for utt, t in read_targets("data/targets", part).items():
-        m = np.full((t.num_frames, num), np.log(0.1 / num), dtype=np.float32)
-        m[np.arange(t.num_frames), t.senone] = np.log(0.9)
-        mats[utt] = m
+    mats = oracle_loglikes(part)
     kaldiio.save_ark(str(tmp_path / "ll.ark"), mats, scp=str(tmp_path / "ll.scp"))
     r = subprocess.run(["bash", "-c", ". ./path.sh && steps/decode.py --graph data/lang/graph "
                         f"--acoustic-scale 2.0 --ref data/fbank/cuts_{part}.jsonl.gz --set-name test "
