@@ -82,25 +82,14 @@ from lm2am.io import atomic_path, atomic_write_text
 from lm2am.ngram import NgramConfig, arpa_to_fst, estimate_ngram_from_file, write_arpa
 from lm2am.tree import ContextTree
 
+from lm2am.kaldi import kaldi_wheels
+
 log = logging.getLogger(__name__)
 
 __all__ = ["GraphConfig", "Lang", "read_lang", "make_lexicon_fst", "make_hmm_topology",
            "make_transition_model", "TransitionTables", "transition_tables", "make_h_transducer",
            "add_self_loops", "k2_decoding_graph", "estimate_hclg_arcs", "build_hclg", "make_graph",
            "DecodingGraph", "load_graph", "fst_size"]
-
-
-def kaldi_wheels():
-    """The Kaldi wheels ``(kaldi_hmm_gmm, kaldifst, kaldi_decoder)``, imported in the only safe
-    order (kaldi_hmm_gmm first; docs/platform.md): the other order hangs the process."""
-    if "kaldi_hmm_gmm" not in sys.modules and any(
-            m in sys.modules for m in ("kaldifst", "kaldi_decoder", "kaldilm")):
-        raise RuntimeError("kaldifst/kaldi_decoder/kaldilm was imported before kaldi_hmm_gmm (that order hangs); "
-                           "import kaldi_hmm_gmm first")
-    import kaldi_hmm_gmm
-    import kaldi_decoder
-    import kaldifst
-    return kaldi_hmm_gmm, kaldifst, kaldi_decoder
 
 
 def _kaldi():
