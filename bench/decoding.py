@@ -83,7 +83,7 @@ def _oracle_row(name: str, graph, parts: List[str], refs, ids: List[str]) -> Row
     import numpy as np
 
     from lm2am.decode import DecodeConfig, decode
-    from lm2am.score import compute_wer
+    from lm2am.decode.score import compute_wer
     from lm2am.targets import read_targets
 
     want = set(ids)
@@ -110,7 +110,7 @@ def _rtf_rows(name: str, graph_dir: Path, am_dir: Path, cut_files: List[Path], m
     from lm2am.am.priors import load_priors
     from lm2am.decode import DecodeConfig, decode
     from lm2am.graph import load_graph
-    from lm2am.score import compute_wer
+    from lm2am.decode.score import compute_wer
 
     t0 = time.perf_counter()
     graph = load_graph(graph_dir)

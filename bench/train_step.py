@@ -56,7 +56,7 @@ class _Runner:
     def __init__(self, name: str, env: Dict[str, Any]):
         from lm2am.am.data import AmDataset, teacher_dirs
         from lm2am.am.model import build_model
-        from lm2am.am.train import _param_groups
+        from lm2am.am.optim import param_groups
 
         system, mcfg, tcfg = env["cfgs"][name]
         torch.manual_seed(1)
@@ -64,7 +64,7 @@ class _Runner:
         self.model = build_model(mcfg, env["info"].num_senones, system.heads, env["vocab"])
         self.model.set_cmvn(*env["cmvn"])
         self.model.train()
-        self.opt = torch.optim.AdamW(_param_groups(self.model, tcfg.weight_decay), lr=tcfg.lr)
+        self.opt = torch.optim.AdamW(param_groups(self.model, tcfg.weight_decay), lr=tcfg.lr)
         self.ds = AmDataset(env["cmvn"], mcfg.subsampling,
                             teacher_dirs(env["paths"], system.teacher_units(), env["paths"].train_part),
                             None, env["vocab"])

@@ -28,7 +28,7 @@ SECTIONS: Dict[str, str] = {
     "topo": "lm2am.align.topo:HmmTopo",
     "align": "lm2am.align.flat_start:AlignConfig",
     "gmm": "lm2am.gmm.config:GmmConfig",
-    "tree": "lm2am.tree:TreeConfig",
+    "tree": "lm2am.tree.stage:TreeConfig",
     "graph": "lm2am.graph:GraphConfig",
     "decode": "lm2am.decode:DecodeConfig",
     "am": "lm2am.am.config:AmConfig",

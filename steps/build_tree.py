@@ -15,11 +15,11 @@ import numpy as np
 from lm2am.align.pipeline import load_aligner, read_alignments
 from lm2am.align.topo import StateMap
 from lm2am.config import load_section
-from lm2am.errors import Lm2amError, cli_main
+from lm2am.errors import cli_main
 from lm2am.io import DoneMarker
 from lm2am.log import setup_logging
-from lm2am.plots import plot_occupancy
-from lm2am.tree import TreeConfig, tree_from_alignments
+from lm2am.report.plots import plot_occupancy
+from lm2am.tree import TreeConfig, aligned_frames, tree_from_alignments
 
 
 @cli_main
@@ -49,19 +49,9 @@ def main() -> None:
     alis = read_alignments(args.ali_dir, part)
     cuts = CutSet.from_file(args.cuts)
 
-    def items():
-        for c in cuts:
-            if c.id not in alis:
-                continue
-            states, ph = alis[c.id]
-            feats = c.load_features()
-            if feats.shape[0] != len(states):
-                raise Lm2amError(f"cut {c.id}: {feats.shape[0]} feature frames but {len(states)} aligned frames; realign")
-            yield feats, ph.astype(np.int64), smap.pdf_to_state[states].astype(np.int64)
-
     num_states = {ph: (topo.sil_num_states if ph in topo.silence_phones else topo.num_states)
                   for ph in phones if ph and ph != "<eps>" and not ph.startswith("#")}
-    tree, stats = tree_from_alignments(items(), phones, num_states, cfg)
+    tree, stats = tree_from_alignments(aligned_frames(cuts, alis, smap.pdf_to_state), phones, num_states, cfg)
     args.tree_dir.mkdir(parents=True, exist_ok=True)
     stats.save(args.tree_dir / "stats.npz")
     tree.save(args.tree_dir / "tree.json")

@@ -46,9 +46,9 @@ def markdown(results: Dict[Tuple[str, str], Dict[str, AlignmentScore]], aligners
 
 
 def plot(results: Dict[Tuple[str, str], Dict[str, AlignmentScore]], aligners: List[str], part: str, path: Path) -> None:
-    from lm2am.plots import _pyplot, _save
+    from lm2am.report.plots import pyplot, save_png
 
-    plt = _pyplot()
+    plt = pyplot()
     fams = [f for f in FAMILY_ORDER if any(f in results.get((a, part), {}) and results[(a, part)][f].utterances
                                            for a in aligners)]
     metrics = [("frame phone accuracy %", lambda s: 100 * s.frame_accuracy),
@@ -66,7 +66,7 @@ def plot(results: Dict[Tuple[str, str], Dict[str, AlignmentScore]], aligners: Li
     axes[0].legend()
     fig.suptitle(f"alignment accuracy vs synthesizer timings ({part})")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 @cli_main

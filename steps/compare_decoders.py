@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Cross-check: decode one set with lm2am's k2 decoder and with Kaldi's FasterDecoder over the same
-graph, and compare them (lm2am.decode_kaldi.compare_decoders).
+graph, and compare them (lm2am.decode.compare.compare_decoders).
 
 Writes <out-dir>/compare_decoders.md (WER and real-time factor of both, share of utterances with
 identical output, and every differing utterance with both best-path costs under the same scale,
@@ -42,10 +42,10 @@ def main() -> None:
 
     from lm2am.config import load_section
     from lm2am.decode import DecodeConfig
-    from lm2am.decode_kaldi import compare_decoders
+    from lm2am.decode.compare import compare_decoders
     from lm2am.io import atomic_write_text
     from lm2am.log import setup_logging
-    from lm2am.score import read_references
+    from lm2am.decode.score import read_references
 
     setup_logging(args.out_dir / "log" / "compare_decoders.log")
     cfg = load_section(args.config, "decode", DecodeConfig) if args.config else DecodeConfig()

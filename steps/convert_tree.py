@@ -33,10 +33,12 @@ def main() -> None:
     b.add_argument("tree_json", type=Path)
     args = p.parse_args()
 
-    import kaldi_hmm_gmm  # noqa: F401  (before kaldifst & co.: the other order hangs)
+    from lm2am.kaldi import kaldi_wheels
 
+    kaldi_wheels()  # before anything imports kaldifst & co.: the other order hangs
     from lm2am.tree import ContextTree
-    from lm2am.tree_kaldi import load_kaldi_context_dependency, mapping_mismatches, read_kaldi_tree, write_kaldi_tree
+    from lm2am.tree.kaldi_format import (load_kaldi_context_dependency, mapping_mismatches, read_kaldi_tree,
+                                         write_kaldi_tree)
 
     if args.cmd == "to-kaldi":
         tree = ContextTree.load(args.tree_json)
@@ -52,10 +54,10 @@ def main() -> None:
 
     from lm2am.align.topo import HmmTopo
     from lm2am.config import load_section
-    from lm2am.graph import _symbol_list
+    from lm2am.lang import read_symbol_list
 
     topo = load_section(args.config, "topo", HmmTopo) if args.config else HmmTopo()
-    phones = _symbol_list(args.phones)
+    phones = read_symbol_list(args.phones)
     if any(ph is None for ph in phones):
         raise Lm2amError(f"{args.phones}: phone ids are not dense 0..N-1; give the lang dir's phones.txt")
     ids = {ph: i for i, ph in enumerate(phones)}

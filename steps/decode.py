@@ -8,7 +8,7 @@ hyp.txt (Kaldi text), hyp.ctm (word times), ali_phones.txt (per-utterance phone 
 --ref, the scoring files of lm2am/score.py (wer-<set>, errs-<set>.txt, ref.trn, hyp.trn, with
 the sclite cross-check). With --scales, every scale is scored on the same lattices under
 <out-dir>/scale_<s>/ and the best one is written to <out-dir>/best_scale (use it for test).
---decoder kaldi decodes with Kaldi's FasterDecoder over the same graph instead (lm2am.decode_kaldi,
+--decoder kaldi decodes with Kaldi's FasterDecoder over the same graph instead (lm2am.decode.kaldi,
 CPU only, each extra scale a full re-decode): a cross-check of the k2 decoder.
 
 e.g.: steps/decode.py --graph data/lang/graph --acoustic-scale 0.1 --scales 0.06,0.08,0.1,0.12 \\
@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--set-name", help="name in the score files (default: the out-dir name without 'decode_')")
     p.add_argument("--no-sclite", action="store_true", help="skip the sclite cross-check")
     p.add_argument("--decoder", choices=("k2", "kaldi"), default="k2",
-                   help="k2 (lm2am.decode) or Kaldi's FasterDecoder over the same graph (lm2am.decode_kaldi; "
+                   help="k2 (lm2am.decode.k2) or Kaldi's FasterDecoder over the same graph (lm2am.decode.kaldi; "
                         "CPU; --scales re-decode) (default: %(default)s)")
     p.add_argument("--kaldi-graph", choices=("fst", "k2"), default="fst",
                    help="with --decoder kaldi: HCLG.fst (transition-ids) or HCLG.pt converted to OpenFst")
@@ -68,7 +68,7 @@ def main() -> None:
 
     from lm2am.decode import DecodeConfig, decode
     from lm2am.graph import load_graph
-    from lm2am.score import best_scale, read_references, score_set
+    from lm2am.decode.score import best_scale, read_references, score_set
 
     cfg = load_section(args.config, "decode", DecodeConfig) if args.config else DecodeConfig()
     for opt, key in (("acoustic_scale", "acoustic_scale"), ("subsampling_factor", "subsampling_factor"),
@@ -91,7 +91,7 @@ def main() -> None:
     import kaldiio
 
     if args.decoder == "kaldi":
-        from lm2am.decode_kaldi import decode, load_kaldi_graph  # noqa: F811
+        from lm2am.decode.kaldi import decode, load_kaldi_graph  # noqa: F811
 
         kaldi_graph = load_kaldi_graph(args.graph, args.kaldi_graph)
         graph = kaldi_graph.tables
@@ -114,7 +114,7 @@ def main() -> None:
     atomic_write_text(out / "hyp.txt", "".join(f"{u} {' '.join(w)}\n".replace(" \n", "\n")
                                                for u, w in sorted(res.hyps.items())))
     if res.word_times:
-        from lm2am.score import write_ctm
+        from lm2am.decode.score import write_ctm
 
         write_ctm(res.word_times, out / "hyp.ctm")
     if res.frame_phones and graph.phones is not None:

@@ -5,7 +5,7 @@ gmm-decode-faster: kaldi-decoder's FasterDecoder on HCLG.fst), and score it.
 The graph: steps/make_graph.py --config conf/x.yaml --lm-text <lm text> data/lang \\
              exp/mono_gmm/tree.json exp/mono_gmm/graph
 Writes to <out-dir> the files steps/decode.py writes: hyp.txt, decode_info.json (real-time
-factor, partial hypotheses) and, scored against the cuts' transcripts by lm2am/score.py,
+factor, partial hypotheses) and, scored against the cuts' transcripts by lm2am/decode/score.py,
 wer-<set>, errs-<set>.txt, ref.trn, hyp.trn (with the sclite cross-check). With --scales (or
 --sweep: gmm.decode_scales) every scale is decoded and scored (<out-dir>/scale_<s>/), the best goes to <out-dir>/best_scale (use it
 for test with --acoustic-scale $(cat .../best_scale)).
@@ -60,7 +60,7 @@ def main() -> None:
 
     from lm2am.gmm.decode import decode_cuts
     from lm2am.gmm.model import GmmSystem
-    from lm2am.score import best_scale, read_references, score_set
+    from lm2am.decode.score import best_scale, read_references, score_set
 
     system = GmmSystem.load(args.gmm_dir)
     scales = [scale] + [s for s in extra if s != scale]

@@ -38,7 +38,7 @@ def main() -> None:
     from lhotse import CutSet
 
     from lm2am.align.kaldi_import import import_kaldi_alignments
-    from lm2am.align.pipeline import read_phone_list
+    from lm2am.lang import read_phone_list
     from lm2am.targets import attach_targets, write_targets
 
     part = args.cuts.name.replace("cuts_", "").replace(".jsonl.gz", "")

@@ -45,7 +45,7 @@ def main() -> None:
     args = p.parse_args()
     setup_logging()
 
-    from lm2am.results import make_results
+    from lm2am.report.tables import make_results
 
     systems = [_system(s) for s in args.systems]
     extra = []

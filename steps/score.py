@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("out_dir", type=Path)
     args = p.parse_args()
     setup_logging(args.out_dir / "log" / "score.log")
-    from lm2am.score import read_references, score_set
+    from lm2am.decode.score import read_references, score_set
 
     refs = read_references(args.ref)
     hyps = read_references(args.hyp)

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from lm2am.errors import Lm2amError, cli_main
-from lm2am.validate import validate_part
+from lm2am.data import validate_part
 
 
 @cli_main

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from lm2am import checkpoint as ckpt
 from lm2am.am import checkpoint as ckpt_mod
 from lm2am.am.config import (HeadConfig, SystemConfig, TrainConfig, load_system_file,
                              make_model_config)
@@ -394,7 +395,7 @@ def test_dataset_subsamples_targets_and_teachers(data):
 
 
 def test_lr_schedules():
-    from lm2am.am.train import LrSchedule
+    from lm2am.am.optim import LrSchedule
 
     s = LrSchedule("warmup_cosine", 10, 110, 0.1)
     assert s(0) == pytest.approx(0.1) and s(9) == pytest.approx(1.0)
@@ -416,7 +417,7 @@ def test_training_lowers_loss_and_is_deterministic(data, tmp_path):
     for f in ("final.pt", "priors.npy", "training_curve.png", "log/train.log", "config.json"):
         assert (tmp_path / "a" / f).is_file(), f
     assert list((tmp_path / "a" / "tensorboard").iterdir())
-    assert [p.name for _, p in ckpt_mod.epoch_checkpoints(tmp_path / "a")] == ["epoch-3.pt", "epoch-4.pt"]
+    assert [p.name for _, p in ckpt.epoch_checkpoints(tmp_path / "a")] == ["epoch-3.pt", "epoch-4.pt"]
     assert ckpt_mod.load(a)["averaged"] == ["epoch-3.pt", "epoch-4.pt"]
     pri = np.load(tmp_path / "a" / "priors.npy")
     assert pri.shape == (NUM_SENONES,) and abs(np.exp(pri).sum() - 1) < 1e-4 and np.isfinite(pri).all()
@@ -451,7 +452,7 @@ def test_resume_after_kill_gives_identical_weights(data, tmp_path):
     assert train_system(hier_system(), model, cfg, paths, tmp_path / "killed", posterior_loader=fake,
                         stop_at_step=kill) is None
     assert not (tmp_path / "killed" / "final.pt").exists()
-    latest = ckpt_mod.latest_checkpoint(tmp_path / "killed")
+    latest = ckpt.latest_checkpoint(tmp_path / "killed", ckpt_mod.FORMAT)
     assert latest.name.startswith("checkpoint-") and ckpt_mod.load(latest)["batch_in_epoch"] > 0
     train_system(hier_system(), model, cfg, paths, tmp_path / "killed", posterior_loader=fake)
     assert_same(final_params(tmp_path / "full"), final_params(tmp_path / "killed"))

@@ -9,9 +9,9 @@ from typing import List, Optional
 import pytest
 
 from lm2am.config import check_config, from_dict, load_section
+from lm2am.corpus.text_norm import normalize_text, verbalize_number, verbalize_ordinal
 from lm2am.errors import Lm2amError
 from lm2am.io import DoneMarker, atomic_path, atomic_write_text
-from lm2am.text_norm import normalize_text, verbalize_number, verbalize_ordinal
 
 
 @dataclass

@@ -22,7 +22,8 @@ import pytest
 from lm2am.align.topo import HmmTopo
 from lm2am.errors import Lm2amError
 from lm2am.lang import add_disambig
-from lm2am.ngram import NgramConfig, estimate_ngram, read_arpa, write_arpa
+from lm2am.graph.arpa import read_arpa, write_arpa
+from lm2am.graph.ngram import NgramConfig, estimate_ngram
 from lm2am.tree import ContextTree, TreeStats, build_tree
 
 k2 = pytest.importorskip("k2")
@@ -322,7 +323,7 @@ HYPS = {"a-1": "THE CAT SAT THE THE MAT MAT", "a-2": "DON'T <UNK> STOP NOW", "b-
 
 
 def test_wer_and_reports(tmp_path: Path):
-    from lm2am.score import compute_wer, read_trn, score_set
+    from lm2am.decode.score import compute_wer, read_trn, score_set
 
     st = compute_wer(REFS, HYPS)
     assert (st.num_words, st.errors) == (28, 18)
@@ -338,7 +339,7 @@ def test_wer_and_reports(tmp_path: Path):
 
 
 def test_wer_equals_sclite(tmp_path: Path):
-    from lm2am.score import compute_wer, sclite_available, sclite_wer, write_trn
+    from lm2am.decode.score import compute_wer, sclite_available, sclite_wer, write_trn
 
     if not sclite_available():
         pytest.skip("NIST sclite (Debian package sctk) is not installed; utils/setup_env.sh installs it")
@@ -360,7 +361,7 @@ def test_wer_equals_sclite(tmp_path: Path):
 
 
 def test_best_scale():
-    from lm2am.score import best_scale
+    from lm2am.decode.score import best_scale
 
     assert best_scale({0.05: 20.0, 0.08: 12.0, 0.1: 12.5, 0.12: 15.0}) == 0.08
     assert best_scale({0.05: 10.0, 0.1: 10.0, 0.15: 10.0}) == 0.1  # ties: the middle of the sweep

@@ -1,6 +1,6 @@
 """Fuzzing (issue #9): the parsers of user files never fail with anything but Lm2amError.
 
-Covered: the lexicon and symbol-table readers (lm2am/lang.py), Kaldi table files of a data dir
+Covered: the lexicon and symbol-table readers (lm2am/lang/lang_dir.py), Kaldi table files of a data dir
 (lm2am/corpus/kaldi_dir.py read_kaldi_table), Kaldi int-vector alignment archives, text or
 binary, plain or gzipped (lm2am/align/kaldi_import.py read_int_vectors), and recipe configs
 (lm2am/config.py check_config / load_section). Inputs are arbitrary bytes plus mutations of valid

@@ -103,8 +103,8 @@ def test_likelihoods_are_kaldis(trained):
 
 def test_alignments_find_the_segmentation_and_use_the_aligner_files(trained, tmp_path):
     from lm2am.align.evaluate import score_ali_dir
-    from lm2am.align.pipeline import load_aligner, read_alignments, read_ctm
-    from lm2am.gmm.align import align_features, write_alignments
+    from lm2am.align.pipeline import load_aligner, read_alignments, read_ctm, write_alignments
+    from lm2am.gmm.align import align_features
 
     data, system, root = trained["data"], trained["system"], trained["root"]
     alis = align_features(system, [d[2] for d in data], [d[1] for d in data], [d[0] for d in data],
@@ -162,8 +162,7 @@ def test_alignments_find_the_segmentation_and_use_the_aligner_files(trained, tmp
 
 def test_decode_on_monophone_graph(trained, tmp_path):
     from lm2am.gmm.decode import decode_cuts
-    from lm2am.graph import GraphConfig, make_graph
-    from lm2am.ngram import NgramConfig
+    from lm2am.graph import GraphConfig, NgramConfig, make_graph
 
     root, system = trained["root"], trained["system"]
     (tmp_path / "lm.txt").write_text(LM_TEXT)

@@ -15,8 +15,8 @@ import pytest
 
 from lm2am.errors import Lm2amError
 from lm2am.tree import ContextTree
-from lm2am.tree_kaldi import (all_contexts, load_kaldi_context_dependency, mapping_mismatches, read_kaldi_tree,
-                              write_kaldi_tree)
+from lm2am.tree.kaldi_format import (all_contexts, load_kaldi_context_dependency, mapping_mismatches,
+                                     read_kaldi_tree, write_kaldi_tree)
 
 # the toy lang, tree and graph of the k2 decoder's tests (fixture imported, not duplicated)
 from test_decode import LEX, PHONES, _pdf_seq, _peaked, _toy_tree, toy  # noqa: F401
@@ -111,8 +111,9 @@ SENTENCES = [["BEE", "TEA"], ["CAT", "TAB"], ["BEAT", "CAT", "TEA"], ["TEAK"], [
 @pytest.mark.parametrize("source", ["fst", "k2"])
 def test_both_decoders_find_the_same_best_path_on_the_toy_graph(toy, source: str):  # noqa: F811
     from lm2am.decode import DecodeConfig, decode
-    from lm2am.decode_kaldi import decode as kaldi_decode
-    from lm2am.decode_kaldi import k2_best_path_costs, load_kaldi_graph
+    from lm2am.decode.kaldi import decode as kaldi_decode
+    from lm2am.decode.compare import k2_best_path_costs
+    from lm2am.decode.kaldi import load_kaldi_graph
 
     tree, graph = toy["tree"], toy["graph"]
     ll = {f"u{i}": _peaked(_pdf_seq(tree, ws, dur=i % 3 + 1), tree.num_leaves) for i, ws in enumerate(SENTENCES)}
@@ -134,8 +135,8 @@ def test_both_decoders_find_the_same_best_path_on_the_toy_graph(toy, source: str
 
 def test_kaldi_decoder_subsampling_and_bad_input(toy):  # noqa: F811
     from lm2am.decode import DecodeConfig
-    from lm2am.decode_kaldi import decode as kaldi_decode
-    from lm2am.decode_kaldi import load_kaldi_graph
+    from lm2am.decode.kaldi import decode as kaldi_decode
+    from lm2am.decode.kaldi import load_kaldi_graph
 
     tree = toy["tree"]
     seq = _pdf_seq(tree, ["CAT", "TAB"], dur=2)
@@ -178,7 +179,7 @@ def test_decode_cli_kaldi_option_and_compare_script(toy, tmp_path: Path):  # noq
 
 
 def test_verdicts():
-    from lm2am.decode_kaldi import _verdict
+    from lm2am.decode.compare import _verdict
 
     assert _verdict(10.0, 10.0, 10.0, 0.01).startswith("tie")
     assert _verdict(12.0, 10.0, 10.0, 0.01) == "beam: k2 missed the best path"
@@ -195,8 +196,8 @@ def test_decoders_agree_on_the_tiny_recipe_graph(tiny_recipe: Path, monkeypatch,
     both decoders over the real graph: >= 95 % identical outputs, no SUSPECT difference, and the
     real tree round-trips through Kaldi's format."""
     from lm2am.decode import DecodeConfig
-    from lm2am.decode_kaldi import compare_decoders
-    from lm2am.score import read_references
+    from lm2am.decode.compare import compare_decoders
+    from lm2am.decode.score import read_references
 
     monkeypatch.chdir(tiny_recipe)
     part = "test-synth"

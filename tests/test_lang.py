@@ -1,4 +1,4 @@
-"""Tests of the lang stage (lm2am/lang.py, steps/prepare_lang.py)."""
+"""Tests of the lang stage (lm2am/lang/, steps/prepare_lang.py)."""
 from __future__ import annotations
 
 import random

@@ -1,9 +1,11 @@
 """The LibriSpeech recipe (egs/librispeech/s5) on a tiny fake LibriSpeech copy in the real layout
-(local/librispeech/make_fake_corpus.py: flite speech, SPEAKERS.TXT etc.): data, lang, features,
-alignment, senone tree and frame targets; plus the streamed (--lazy) data stages against the
+(local/librispeech/make_fake_corpus.py: flite speech, SPEAKERS.TXT etc.), end to end through the
+shared driver (steps/run_hybrid.sh): data, lang, features, alignment, senone tree, frame targets,
+teachers, AMs, decoding and exp/RESULTS.md; plus the streamed (--lazy) data stages against the
 in-memory ones."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +18,9 @@ from conftest import REPO
 
 RECIPE = REPO / "egs/librispeech/s5"
 PY = sys.executable
-PARTS = ("train-clean-5", "dev-clean-2")
+PARTS = ("train-clean-5", "dev-clean-2", "test-clean")   # train, dev, test
+SIZES = {"train-clean-5": 48, "dev-clean-2": 16, "test-clean": 8}
+SYSTEMS = "ce hier"   # two AM systems: CI time
 
 
 def make_recipe_copy(dst: Path) -> Path:
@@ -46,9 +50,9 @@ def run_recipe(recipe: Path, ls_dir: Path, *args: str) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("librispeech")
-    ls_dir = make_fake(tmp / "download", f"{PARTS[0]}:48,{PARTS[1]}:16", lm_sentences=300)
+    ls_dir = make_fake(tmp / "download", ",".join(f"{p}:{n}" for p, n in SIZES.items()), lm_sentences=300)
     recipe = make_recipe_copy(tmp / "s5")
-    r = run_recipe(recipe, ls_dir, "--stage", "1", "--stop-stage", "9")
+    r = run_recipe(recipe, ls_dir, "--stage", "1", "--stop-stage", "17", "--am-systems", SYSTEMS)
     assert r.returncode == 0, f"recipe failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return recipe, ls_dir, r.stdout + r.stderr
 
@@ -83,12 +87,33 @@ def test_recipe_targets(fake_run, monkeypatch):
         for unit in ("senone", "phone", "subword"):
             assert (recipe / f"data/targets/{unit}_{part}.scp").is_file()
         tg = CutSet.from_file(f"data/targets/cuts_{part}.jsonl.gz")
-        assert len(tg) == len(manifest) == (48 if part == PARTS[0] else 16)
+        assert len(tg) == len(manifest) == SIZES[part]
         for c in tg:
             senone = c.load_custom("senone")
             assert len(senone) == c.num_frames == c.load_features().shape[0]
             assert 0 <= senone.min() and senone.max() < tree.num_leaves
     assert (recipe / "data/fbank/global_cmvn.ark").is_file()
+
+
+def test_recipe_decodes_and_writes_results(fake_run):
+    """Stages 12-17 as in synth-en: every system decodes dev (scale sweep) and the test part at the
+    dev-best scale; the decoder cross-check and exp/RESULTS.md with a row per system."""
+    recipe, _, out = fake_run
+    exp = recipe / "exp"
+    for system in SYSTEMS.split():
+        d = exp / f"am_{system}/seed1"
+        best = float((d / f"decode_{PARTS[1]}/best_scale").read_text())
+        for part in PARTS[1:]:
+            lines = (d / f"decode_{part}/wer-{part}").read_text().splitlines()
+            assert 0.0 <= float(lines[0].split()[1]) <= 200.0, lines[0]
+        info = json.loads((d / f"decode_{PARTS[2]}/decode_info.json").read_text())
+        assert info["config"]["acoustic_scale"] == best  # test decoded at the dev-best scale
+    md = (exp / "RESULTS.md").read_text()
+    for system in SYSTEMS.split():
+        assert any(line.startswith(f"| {system} |") for line in md.splitlines()), md
+    assert f"dev `{PARTS[1]}`, test `{PARTS[2]}`" in md
+    assert (exp / f"compare_decoders_{PARTS[1]}/compare_decoders.md").is_file()
+    assert "Done (stages 1..17)" in out
 
 
 def test_stage0_names_missing_part(fake_run, tmp_path):

@@ -182,7 +182,8 @@ def test_kaldi_alignment_import_round_trip(tiny_recipe: Path, monkeypatch, tmp_p
     get the same targets back."""
     import numpy as np
 
-    from lm2am.align.pipeline import read_ctm, read_phone_list
+    from lm2am.align.pipeline import read_ctm
+    from lm2am.lang import read_phone_list
     from lm2am.targets import read_info, read_targets
 
     monkeypatch.chdir(tiny_recipe)

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import REPO
 from lm2am.errors import Lm2amError
-from lm2am.results import make_results, mean_std, read_scales, relative_change
+from lm2am.report.results import mean_std, read_scales, relative_change
+from lm2am.report.tables import make_results
 
 DEV, TESTS = "dev", ["test", "real"]
 

@@ -18,6 +18,7 @@ import yaml
 from lm2am.config import load_section
 from lm2am.corpus import augment as aug
 from lm2am.corpus import voices as V
+from lm2am.corpus.voices import base as voice_base
 from lm2am.corpus.synth_en import PARTS, SynthConfig, make_corpus
 from lm2am.errors import Lm2amError
 
@@ -160,16 +161,16 @@ def test_config_validation_names_the_field(tmp_path: Path) -> None:
     ("espeak", "en-us", "LIB_DIRS", ("/nonexistent",), "libespeak-ng1"),
 ])
 def test_missing_engine_names_package(monkeypatch, engine, voice, attr, value, package) -> None:
-    if attr == "FESTIVAL_VOICE_DIRS" and shutil.which(V.FESTIVAL_BIN) is None:
+    if attr == "FESTIVAL_VOICE_DIRS" and shutil.which(voice_base.FESTIVAL_BIN) is None:
         pytest.skip("festival itself is missing")
-    monkeypatch.setattr(V, attr, value)
+    monkeypatch.setattr(voice_base, attr, value)
     with pytest.raises(Lm2amError, match=package) as e:
         V.check_engine(engine, voice)
     assert "\n" not in str(e.value)
 
 
 def test_missing_engine_fails_before_writing(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(V, "LIB_DIRS", ("/nonexistent",))
+    monkeypatch.setattr(voice_base, "LIB_DIRS", ("/nonexistent",))
     with pytest.raises(Lm2amError, match="apt-get install flite"):
         make_corpus(tmp_path / "corpus", SynthConfig())
     assert not (tmp_path / "corpus").exists()

@@ -264,7 +264,7 @@ def test_write_read_ark_scp(sp, tmp_path, monkeypatch):
 
 
 def test_int32_vector_codec_matches_kaldiio(tmp_path):
-    from lm2am.targets import encode_int32_vector, iter_int32_vector_ark
+    from lm2am.ark import encode_int32_vector, iter_int32_vector_ark
 
     rng = np.random.default_rng(0)
     data = {f"u{i}": rng.integers(-5, 1 << 20, size=n).astype(np.int32) for i, n in enumerate([0, 1, 7, 300])}

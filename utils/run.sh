@@ -23,48 +23,17 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
 done
-first=1; last=1; jobvar=""
-if [[ "${1:-}" =~ ^([A-Za-z]+)=([0-9]+):([0-9]+)$ ]]; then
-  jobvar="${BASH_REMATCH[1]}"; first="${BASH_REMATCH[2]}"; last="${BASH_REMATCH[3]}"; shift
-elif [[ "${1:-}" =~ ^([A-Za-z]+)=([0-9]+)$ ]]; then
-  jobvar="${BASH_REMATCH[1]}"; first="${BASH_REMATCH[2]}"; last="$first"; shift
-fi
-if [ $# -lt 2 ]; then
-  echo "Usage: $self [options] [JOB=1:N] <log-file> <command> [args...]" >&2; exit 1
-fi
-logtmpl="$1"; shift
-if [ "$last" -gt "$first" ] && [[ "$logtmpl" != *"$jobvar"* ]]; then
-  echo "$self: log file $logtmpl must contain $jobvar when running jobs $first:$last" >&2; exit 1
-fi
-
-run_one() {  # $1 = job index
-  local idx="$1" log cmd a
-  log="${logtmpl//$jobvar/$idx}"; [ -z "$jobvar" ] && log="$logtmpl"
-  cmd=""
-  for a in "${argv[@]}"; do
-    [ -n "$jobvar" ] && a="${a//$jobvar/$idx}"
-    cmd+="$(printf '%q' "$a") "
-  done
-  mkdir -p "$(dirname "$log")"
-  local start=$(date +%s)
-  {
-    echo "# $cmd"
-    echo "# Started at $(date)"
-    echo "#"
-  } > "$log"
-  ( [ -n "$num_threads" ] && export OMP_NUM_THREADS="$num_threads"; eval "$cmd" ) >> "$log" 2>&1
-  local rc=$?
-  echo "# Accounting: time=$(( $(date +%s) - start )) threads=${num_threads:-1}" >> "$log"
-  echo "# Ended (code $rc) at $(date), elapsed time $(( $(date +%s) - start )) seconds" >> "$log"
-  return $rc
-}
+# shellcheck source=utils/lib/jobs.sh
+. "$(dirname "$(readlink -f "$0")")/lib/jobs.sh"
+job_range "$self" "$@" || exit 1
+shift "$job_shift"
 
 argv=("$@")
 declare -A pid2job
 failed=()
 running=0
 for ((i = first; i <= last; i++)); do
-  run_one "$i" &
+  job_run_task "$i" &
   pid2job[$!]=$i
   running=$((running + 1))
   if [ "$running" -ge "$max_jobs_run" ]; then
@@ -78,7 +47,7 @@ for pid in "${!pid2job[@]}"; do
 done
 if [ ${#failed[@]} -gt 0 ]; then
   IFS=$'\n' failed=($(sort -n <<<"${failed[*]}")); unset IFS
-  firstlog="${logtmpl//$jobvar/${failed[0]}}"; [ -z "$jobvar" ] && firstlog="$logtmpl"
+  firstlog="$(job_log_of "${failed[0]}")"
   n=$((last - first + 1))
   echo "$self: ${#failed[@]} / $n failed (jobs: ${failed[*]}); tail of $firstlog:" >&2
   tail -n 15 "$firstlog" | sed 's/^/    /' >&2

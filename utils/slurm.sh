@@ -53,20 +53,10 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
 done
-first=1; last=1; jobvar=""
-if [[ "${1:-}" =~ ^([A-Za-z]+)=([0-9]+):([0-9]+)$ ]]; then
-  jobvar="${BASH_REMATCH[1]}"; first="${BASH_REMATCH[2]}"; last="${BASH_REMATCH[3]}"; shift
-elif [[ "${1:-}" =~ ^([A-Za-z]+)=([0-9]+)$ ]]; then
-  jobvar="${BASH_REMATCH[1]}"; first="${BASH_REMATCH[2]}"; last="$first"; shift
-fi
-if [ $# -lt 2 ]; then
-  echo "Usage: $self [options] [JOB=1:N] <log-file> <command> [args...]" >&2; exit 1
-fi
-[ "$first" -le "$last" ] || die "empty job range $jobvar=$first:$last"
-logtmpl="$1"; shift
-if [ "$last" -gt "$first" ] && [[ "$logtmpl" != *"$jobvar"* ]]; then
-  die "log file $logtmpl must contain $jobvar when running jobs $first:$last"
-fi
+# shellcheck source=utils/lib/jobs.sh
+. "$(dirname "$(readlink -f "$0")")/lib/jobs.sh"
+job_range "$self" "$@" || exit 1
+shift "$job_shift"
 argv=("$@")
 
 # ---- the conf file: command, option and default lines ----
@@ -113,7 +103,7 @@ for n in $(printf '%s\n' "${!known[@]}" | sort); do
   opts+=("${ow[@]}")
 done
 
-# ---- the batch script: one task = run.sh's run_one for index $idx ----
+# ---- the batch script: one task = utils/lib/jobs.sh's job_run_task for index $idx ----
 logdir="$(dirname "$logtmpl")"
 base="$(basename "$logtmpl")"
 [ -n "$jobvar" ] && { base="${base//.$jobvar/}"; base="${base//$jobvar/}"; }
@@ -121,9 +111,8 @@ base="${base%.log}"; [ -n "$base" ] || base=job
 qdir="$logdir/q"
 mkdir -p "$qdir" || die "cannot create $qdir"
 script="$qdir/$base.sh"
-logof() { if [ -n "$jobvar" ]; then echo "${logtmpl//$jobvar/$1}"; else echo "$logtmpl"; fi; }
 stale=()   # earlier logs must not pass for this run's (a task that never starts writes none)
-for ((i = first; i <= last; i++)); do stale+=("$(logof $i)" "$qdir/$base.$i.out"); done
+for ((i = first; i <= last; i++)); do stale+=("$(job_log_of $i)" "$qdir/$base.$i.out"); done
 rm -f "${stale[@]}"
 
 if [ "$scheduler" = slurm ]; then
@@ -170,26 +159,9 @@ fi
   echo "idx=$task_id"
   echo "export MASTER_PORT=\$(( 10000 + $job_id % 20000 ))"
   echo "MASTER_ADDR=$master_addr; export MASTER_ADDR=\${MASTER_ADDR:-\$HOSTNAME}"
-  cat <<'EOF'
-log="${logtmpl//$jobvar/$idx}"; [ -z "$jobvar" ] && log="$logtmpl"
-cmd=""
-for a in "${argv[@]}"; do
-  [ -n "$jobvar" ] && a="${a//$jobvar/$idx}"
-  cmd+="$(printf '%q' "$a") "
-done
-mkdir -p "$(dirname "$log")"
-start=$(date +%s)
-{
-  echo "# $cmd"
-  echo "# Started at $(date)"
-  echo "#"
-} > "$log"
-( [ -n "$num_threads" ] && export OMP_NUM_THREADS="$num_threads"; eval "$cmd" ) >> "$log" 2>&1
-rc=$?
-echo "# Accounting: time=$(( $(date +%s) - start )) threads=${num_threads:-1}" >> "$log"
-echo "# Ended (code $rc) at $(date), elapsed time $(( $(date +%s) - start )) seconds" >> "$log"
-exit $rc
-EOF
+  declare -f job_log_of job_run_task   # utils/lib/jobs.sh: the task body utils/run.sh runs too
+  echo 'job_run_task "$idx"'
+  echo 'exit $?'
 } > "$script" || die "cannot write $script"
 chmod +x "$script"
 
@@ -202,7 +174,7 @@ on_signal() {
   id=$(submitted_id)
   [ -n "$id" ] && $cancel "$id" >/dev/null 2>&1
   kill -TERM "$subpid" 2>/dev/null
-  echo "$self: interrupted; cancelled ${id:+job $id }(logs: $(logof $first) ...)" >&2
+  echo "$self: interrupted; cancelled ${id:+job $id }(logs: $(job_log_of $first) ...)" >&2
   exit 130
 }
 trap on_signal INT TERM
@@ -213,7 +185,7 @@ trap - INT TERM
 # ---- exit codes from the task logs' footers ----
 failed=(); nolog=0
 for ((i = first; i <= last; i++)); do
-  log="$(logof $i)"
+  log="$(job_log_of $i)"
   [ -f "$log" ] || nolog=$((nolog + 1))
   code=$(grep -oE '^# Ended \(code [0-9]+\)' "$log" 2>/dev/null | tail -n 1 | grep -oE '[0-9]+')
   [ "${code:-x}" = 0 ] || failed+=("$i")
@@ -227,7 +199,7 @@ if [ "$nolog" -eq "$n" ] && [ "$subrc" -ne 0 ] && [ -z "$(submitted_id)" ]; then
   exit 1
 fi
 if [ ${#failed[@]} -gt 0 ]; then
-  firstlog="$(logof "${failed[0]}")"
+  firstlog="$(job_log_of "${failed[0]}")"
   echo "$self: ${#failed[@]} / $n failed (jobs: ${failed[*]}); tail of $firstlog:" >&2
   if [ -f "$firstlog" ]; then
     grep -q '^# Ended (code' "$firstlog" || echo "    ($self: no exit code in the log: the task was killed; scheduler output: $qdir/$base.${failed[0]}.out)" >&2

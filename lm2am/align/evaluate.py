@@ -231,7 +231,8 @@ def score_ali_dir(corpus_dir: Path, part: str, lang_dir: Path, ali_dir: Path) ->
     ``exp/ali_mono``, the GMM's ``exp/mono_gmm``, ...) against the corpus's reference phone
     timings (``<corpus_dir>/<part>/**/*.phones.txt``): ``"all"`` and one entry per voice family.
     Empty if the part has no reference timings."""
-    from lm2am.align.pipeline import read_alignments, read_phone_list
+    from lm2am.align.pipeline import read_alignments
+    from lm2am.lang import read_phone_list
 
     refs = read_reference_phones(sorted((Path(corpus_dir) / part).rglob("*.phones.txt")))
     if not refs:

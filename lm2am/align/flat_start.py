@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import k2
@@ -38,6 +39,7 @@ from lm2am.align.graphs import Lexicon, build_graph, utterance_units
 from lm2am.align.model import MonoStateModel
 from lm2am.align.topo import HmmTopo, PhoneTable, StateMap
 from lm2am.errors import Lm2amError
+from lm2am.log import TensorBoard
 
 log = logging.getLogger("lm2am.align")
 
@@ -151,7 +153,8 @@ def _dense(log_probs: torch.Tensor, lens: torch.Tensor) -> k2.DenseFsaVec:
 def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]],
                      lexicon: Lexicon, phones: PhoneTable, topo: Optional[HmmTopo] = None,
                      cfg: Optional[AlignConfig] = None, device: Device = "cpu",
-                     utt_ids: Optional[Sequence[str]] = None
+                     utt_ids: Optional[Sequence[str]] = None,
+                     tb_dir: Optional[Union[str, Path]] = None
                      ) -> Tuple[MonoStateModel, List[Dict[str, float]]]:
     """Train a monophone-state model from scratch by maximizing the training-graph likelihood.
 
@@ -164,6 +167,8 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
         cfg: training settings (default ``AlignConfig()``).
         device: "cpu" or a CUDA device.
         utt_ids: names used in messages.
+        tb_dir: write each round's figures as TensorBoard scalars there (e.g. the aligner
+            directory's ``tensorboard/``); None: no TensorBoard.
 
     Returns:
         ``(model, history)``: the trained model (in eval mode, on ``device``) and one dict per
@@ -173,6 +178,8 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
         ``frames``, ``skipped`` (utterances with no path: fewer frames than obligatory HMM
         states, or pruned) and ``frames_per_sec``.
     """
+    from tqdm import tqdm
+
     topo = topo or HmmTopo()
     cfg = cfg or AlignConfig()
     utt_ids = _check_inputs(feats, texts, utt_ids)
@@ -180,7 +187,50 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
         raise Lm2amError("train_flat_start: no training utterances")
     smap = StateMap(phones, topo)
     feats = [np.asarray(f, dtype=np.float32) for f in feats]
+    graphs, usable = _training_graphs(feats, texts, lexicon, smap, utt_ids)
 
+    torch.manual_seed(cfg.seed)
+    rng = np.random.RandomState(cfg.seed)
+    model = _init_model(feats, usable, smap, cfg, device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    lens_all = [feats[i].shape[0] for i in usable]
+    batches = [np.asarray(usable)[b] for b in _length_batches(lens_all, cfg.batch_size)]
+
+    history: List[Dict[str, float]] = []
+    prior = torch.full((smap.num_pdfs,), 1.0 / smap.num_pdfs, device=device)
+    tb = TensorBoard(Path(tb_dir) if tb_dir is not None else None)
+    try:
+        for epoch in tqdm(range(1, cfg.epochs + 1), desc="flat start", unit="round", disable=None):
+            model.train()
+            entry, prior = _train_round(model, opt, graphs, feats, batches,
+                                        rng.permutation(len(batches)), prior, cfg, device,
+                                        len(feats) - len(usable))
+            history.append({"epoch": epoch, **entry})
+            tb.scalars("train", entry, epoch)
+            log.info("flat start epoch %d/%d: loglike/frame %.4f over %d frames (%d utts skipped), "
+                     "%.0f frames/s", epoch, cfg.epochs, entry["loglike_per_frame"], entry["frames"],
+                     entry["skipped"], entry["frames_per_sec"])
+    finally:
+        tb.close()
+    model.log_prior.copy_(prior.clamp_min(1e-10).log())
+    model.prior_scale.fill_(cfg.prior_scale)
+    model.eval()
+    return model, history
+
+
+def _init_model(feats: Sequence[np.ndarray], usable: Sequence[int], smap: StateMap,
+                cfg: AlignConfig, device: Device) -> MonoStateModel:
+    """A new model (weights from the torch RNG) with the CMVN of the usable utterances."""
+    model = MonoStateModel(feats[0].shape[1], smap.num_pdfs, cfg.hidden_dim, cfg.num_layers,
+                           cfg.kernel_size)
+    model.set_cmvn([feats[i] for i in usable])
+    return model.to(device)
+
+
+def _training_graphs(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]], lexicon: Lexicon,
+                     smap: StateMap, utt_ids: Sequence[str]) -> Tuple[List[k2.Fsa], List[int]]:
+    """Every utterance's training graph and the indices of those long enough for theirs
+    (the others are left out with a warning; none at all is an error)."""
     graphs = [build_graph(t, lexicon, smap, u) for t, u in zip(texts, utt_ids)]
     needed = [min_frames(t, lexicon, smap) for t in texts]
     usable = [i for i in range(len(feats)) if feats[i].shape[0] >= needed[i]]
@@ -192,61 +242,56 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
         raise Lm2amError(f"train_flat_start: every utterance is shorter than its transcript's "
                          f"HMM states (e.g. {utt_ids[0]}: {feats[0].shape[0]} feature frames, "
                          f"needs {needed[0]}); check that the transcripts belong to the audio")
+    return graphs, usable
 
-    torch.manual_seed(cfg.seed)
-    rng = np.random.RandomState(cfg.seed)
-    model = MonoStateModel(feats[0].shape[1], smap.num_pdfs, cfg.hidden_dim, cfg.num_layers,
-                           cfg.kernel_size)
-    model.set_cmvn([feats[i] for i in usable])
-    model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    lens_all = [feats[i].shape[0] for i in usable]
-    batches = [np.asarray(usable)[b] for b in _length_batches(lens_all, cfg.batch_size)]
 
-    history: List[Dict[str, float]] = []
-    prior = torch.full((smap.num_pdfs,), 1.0 / smap.num_pdfs, device=device)
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        t0 = time.time()
-        tot_ll, tot_frames, skipped = 0.0, 0, too_short
-        for bi in rng.permutation(len(batches)):
-            idx = batches[bi]
-            x, lens = _pad(feats, idx, device)
-            logp = model(x, lens)
-            with torch.no_grad():  # running average posterior = state prior estimate
-                valid = (torch.arange(x.shape[1], device=device)[None, :]
-                         < lens.to(device)[:, None])
-                batch_post = logp.detach().exp()[valid].mean(0)
-                prior = (1 - cfg.prior_momentum) * prior + cfg.prior_momentum * batch_post
-            emis = logp - cfg.prior_scale * prior.clamp_min(1e-10).log() if cfg.prior_scale else logp
-            g = k2.create_fsa_vec([graphs[i] for i in idx]).to(device)
-            lat = k2.intersect_dense(g, _dense(emis, lens), cfg.output_beam)
-            scores = lat.get_tot_scores(log_semiring=True, use_double_scores=True)
-            ok = torch.isfinite(scores)
-            if not bool(ok.all()):  # pruned away or no path: leave these out of the loss
-                skipped += int((~ok).sum())
-            if not bool(ok.any()):
-                continue
-            frames = int(lens[ok.cpu()].sum())
-            loss = -scores[ok].sum() / frames
-            opt.zero_grad()
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            tot_ll += float(scores[ok].sum())
-            tot_frames += frames
-        dt = time.time() - t0
-        ll = tot_ll / max(tot_frames, 1)
-        history.append({"epoch": epoch, "loglike_per_frame": ll, "frames": tot_frames,
-                        "skipped": skipped, "frames_per_sec": tot_frames / max(dt, 1e-9)})
-        log.info("flat start epoch %d/%d: loglike/frame %.4f over %d frames (%d utts skipped), "
-                 "%.0f frames/s", epoch, cfg.epochs, ll, tot_frames, skipped,
-                 tot_frames / max(dt, 1e-9))
-    model.log_prior.copy_(prior.clamp_min(1e-10).log())
-    model.prior_scale.fill_(cfg.prior_scale)
-    model.eval()
-    return model, history
+def _train_round(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequence[k2.Fsa],
+                 feats: Sequence[np.ndarray], batches: Sequence[np.ndarray], order: np.ndarray,
+                 prior: torch.Tensor, cfg: AlignConfig, device: Device, skipped: int
+                 ) -> Tuple[Dict[str, float], torch.Tensor]:
+    """One pass over ``batches`` in ``order``: ``(figures of the round, updated prior)``;
+    ``skipped`` counts the utterances already left out."""
+    t0 = time.time()
+    tot_ll, tot_frames = 0.0, 0
+    for bi in order:
+        prior, ll, frames, failed = _train_batch(model, opt, graphs, feats, batches[bi], prior,
+                                                 cfg, device)
+        skipped += failed
+        tot_ll += ll
+        tot_frames += frames
+    dt = time.time() - t0
+    return {"loglike_per_frame": tot_ll / max(tot_frames, 1), "frames": tot_frames,
+            "skipped": skipped, "frames_per_sec": tot_frames / max(dt, 1e-9)}, prior
+
+
+def _train_batch(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequence[k2.Fsa],
+                 feats: Sequence[np.ndarray], idx: np.ndarray, prior: torch.Tensor,
+                 cfg: AlignConfig, device: Device) -> Tuple[torch.Tensor, float, int, int]:
+    """One update on the utterances ``idx``: ``(updated prior, total log-likelihood, frames,
+    utterances without a path)``; a batch with no path at all makes no update."""
+    x, lens = _pad(feats, idx, device)
+    logp = model(x, lens)
+    with torch.no_grad():  # running average posterior = state prior estimate
+        valid = (torch.arange(x.shape[1], device=device)[None, :]
+                 < lens.to(device)[:, None])
+        batch_post = logp.detach().exp()[valid].mean(0)
+        prior = (1 - cfg.prior_momentum) * prior + cfg.prior_momentum * batch_post
+    emis = logp - cfg.prior_scale * prior.clamp_min(1e-10).log() if cfg.prior_scale else logp
+    g = k2.create_fsa_vec([graphs[i] for i in idx]).to(device)
+    lat = k2.intersect_dense(g, _dense(emis, lens), cfg.output_beam)
+    scores = lat.get_tot_scores(log_semiring=True, use_double_scores=True)
+    ok = torch.isfinite(scores)
+    failed = 0 if bool(ok.all()) else int((~ok).sum())  # pruned away or no path: not in the loss
+    if not bool(ok.any()):
+        return prior, 0.0, 0, failed
+    frames = int(lens[ok.cpu()].sum())
+    loss = -scores[ok].sum() / frames
+    opt.zero_grad()
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return prior, float(scores[ok].sum()), frames, failed
 
 
 def _segments(ids: np.ndarray) -> List[Tuple[int, int, int]]:
@@ -282,6 +327,8 @@ def align(model: MonoStateModel, feats: Sequence[np.ndarray], texts: Sequence[Se
         One ``Alignment`` per utterance, in input order; each has exactly as many frames as its
         feature matrix (checked).
     """
+    from tqdm import tqdm
+
     topo = topo or HmmTopo()
     utt_ids = _check_inputs(feats, texts, utt_ids)
     smap = StateMap(phones, topo)
@@ -292,51 +339,71 @@ def align(model: MonoStateModel, feats: Sequence[np.ndarray], texts: Sequence[Se
     model.eval().to(device)
     result: Dict[int, Alignment] = {}
     failed: List[str] = []
-    for idx in _length_batches([f.shape[0] for f in feats], batch_size):
-        idx = np.asarray([i for i in idx if feats[i].shape[0] > 0], dtype=np.int64)
-        if idx.size == 0:
-            continue
-        x, lens = _pad(feats, idx, device)
-        logp = model.emission_scores(x, lens, prior_scale)
-        g = k2.create_fsa_vec([build_graph(texts[i], lexicon, smap, utt_ids[i]) for i in idx])
-        lat = k2.intersect_dense(g.to(device), _dense(logp, lens), output_beam)
-        best = k2.shortest_path(lat, use_double_scores=True)
-        scores = best.get_tot_scores(log_semiring=False, use_double_scores=True).cpu().numpy()
-        shape = best.arcs.shape()
-        # arc offsets of each FSA: row_splits(1) indexes states, row_splits(2) arcs per state
-        arc_split = shape.row_splits(2)[shape.row_splits(1).long()].cpu().numpy()
-        labels = best.labels.cpu().numpy()
-        ph_all = best.phone_ids.cpu().numpy()
-        wd_all = best.word_ids.cpu().numpy()
-        sg_all = best.seg_ids.cpu().numpy()
-        for b, i in enumerate(idx):
-            a, e = arc_split[b], arc_split[b + 1]
-            lab = labels[a:e]
-            if lab.size == 0 or not math.isfinite(scores[b]):
-                failed.append(utt_ids[i])
+    with tqdm(total=len(feats), desc="align", unit="utt", disable=None, leave=False) as bar:
+        for idx in _length_batches([f.shape[0] for f in feats], batch_size):
+            bar.update(len(idx))
+            idx = np.asarray([i for i in idx if feats[i].shape[0] > 0], dtype=np.int64)
+            if idx.size == 0:
                 continue
-            keep = lab != -1
-            T = feats[i].shape[0]
-            states = (lab[keep] - 1).astype(np.int32)
-            if states.shape[0] != T:  # the invariant the targets rely on
-                raise AssertionError(f"{utt_ids[i]}: alignment has {states.shape[0]} frames, "
-                                     f"features {T}")
-            ph = ph_all[a:e][keep].astype(np.int32)
-            wd = wd_all[a:e][keep]
-            sg = sg_all[a:e][keep]
-            assert np.array_equal(smap.pdf_to_phone[states], ph)
-            words = []
-            for w, word in enumerate(texts[i]):
-                fr = np.flatnonzero(wd == w)
-                words.append((word, int(fr[0]), int(fr[-1]) + 1))
-            segs = [(int(ph[s]), s, e2) for _, s, e2 in _segments(sg)]
-            result[int(i)] = Alignment(utt_ids[i], states, ph, words, segs, float(scores[b]))
+            x, lens = _pad(feats, idx, device)
+            logp = model.emission_scores(x, lens, prior_scale)
+            g = k2.create_fsa_vec([build_graph(texts[i], lexicon, smap, utt_ids[i]) for i in idx])
+            lat = k2.intersect_dense(g.to(device), _dense(logp, lens), output_beam)
+            best = k2.shortest_path(lat, use_double_scores=True)
+            for i, ali in zip(idx, _read_best_paths(best, feats, texts, utt_ids, idx, smap)):
+                if ali is None:
+                    failed.append(utt_ids[i])
+                else:
+                    result[int(i)] = ali
     empty = [utt_ids[i] for i in range(len(feats)) if feats[i].shape[0] == 0]
-    failed = empty + failed
+    _report_failures(empty + failed, allow_failures)
+    return [result[i] for i in range(len(feats)) if i in result]
+
+
+def _read_best_paths(best: k2.Fsa, feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]],
+                     utt_ids: Sequence[str], idx: np.ndarray, smap: StateMap
+                     ) -> List[Optional[Alignment]]:
+    """The alignment of each utterance ``idx[b]`` from the best paths ``best`` of a batch
+    (None where it has no path), read from the arcs' attributes."""
+    scores = best.get_tot_scores(log_semiring=False, use_double_scores=True).cpu().numpy()
+    shape = best.arcs.shape()
+    # arc offsets of each FSA: row_splits(1) indexes states, row_splits(2) arcs per state
+    arc_split = shape.row_splits(2)[shape.row_splits(1).long()].cpu().numpy()
+    labels = best.labels.cpu().numpy()
+    ph_all = best.phone_ids.cpu().numpy()
+    wd_all = best.word_ids.cpu().numpy()
+    sg_all = best.seg_ids.cpu().numpy()
+    out: List[Optional[Alignment]] = []
+    for b, i in enumerate(idx):
+        a, e = arc_split[b], arc_split[b + 1]
+        lab = labels[a:e]
+        if lab.size == 0 or not math.isfinite(scores[b]):
+            out.append(None)
+            continue
+        keep = lab != -1
+        T = feats[i].shape[0]
+        states = (lab[keep] - 1).astype(np.int32)
+        if states.shape[0] != T:  # the invariant the targets rely on
+            raise AssertionError(f"{utt_ids[i]}: alignment has {states.shape[0]} frames, "
+                                 f"features {T}")
+        ph = ph_all[a:e][keep].astype(np.int32)
+        wd = wd_all[a:e][keep]
+        sg = sg_all[a:e][keep]
+        assert np.array_equal(smap.pdf_to_phone[states], ph)
+        words = []
+        for w, word in enumerate(texts[i]):
+            fr = np.flatnonzero(wd == w)
+            words.append((word, int(fr[0]), int(fr[-1]) + 1))
+        segs = [(int(ph[s]), s, e2) for _, s, e2 in _segments(sg)]
+        out.append(Alignment(utt_ids[i], states, ph, words, segs, float(scores[b])))
+    return out
+
+
+def _report_failures(failed: List[str], allow_failures: bool) -> None:
+    """Utterances without an alignment: an error, or a warning with ``allow_failures``."""
     if failed:
         msg = (f"no alignment for {len(failed)} utterance(s) (fewer frames than HMM states, or "
                f"pruned): {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}")
         if not allow_failures:
             raise Lm2amError(msg)
         log.warning(msg)
-    return [result[i] for i in range(len(feats)) if i in result]

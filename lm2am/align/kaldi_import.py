@@ -31,14 +31,16 @@ import gzip
 import logging
 import re
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
+from lm2am.ark import iter_int32_vector_ark
 from lm2am.errors import Lm2amError
-from lm2am.lang import read_lexicon, read_symbols
-from lm2am.targets import FrameTargets, check_targets, iter_int32_vector_ark, make_frame_targets
+from lm2am.lang import read_lexicon, read_silence_phones, read_symbols
+from lm2am.targets import FrameTargets, check_targets, make_frame_targets
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +134,7 @@ def map_kaldi_phones(kaldi_phones: Mapping[str, int], lm_phones: Mapping[str, in
 
 
 def _silence_ids(lang_dir: Path, lm_phones: Mapping[str, int]) -> Set[int]:
-    path = lang_dir / "silence_phones.txt"
-    names = path.read_text().split() if path.is_file() else ["SIL", "SPN"]
-    return {lm_phones[n] for n in names if n in lm_phones}
+    return {lm_phones[n] for n in read_silence_phones(lang_dir) if n in lm_phones}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,18 +272,73 @@ def import_kaldi_alignments(pdf_ali: Union[Path, str], phone_ali: Union[Path, st
     """
     pdf_ali, phone_ali, kaldi_phones, lang_dir = (Path(pdf_ali), Path(phone_ali),
                                                   Path(kaldi_phones), Path(lang_dir))
+    tables = _phone_tables(kaldi_phones, lang_dir)
+    pdfs, phones, num_pdfs = _read_alignments(pdf_ali, phone_ali, num_pdfs)
+    out: Dict[str, FrameTargets] = {}
+    for utt in sorted(pdfs, key=str.encode):
+        if utt not in texts:
+            raise Lm2amError(f"utterance {utt} of {pdf_ali} has no transcript; pass texts for every "
+                             "aligned utterance (Kaldi's data/<set>/text)")
+        pdf, kph = _checked_frames(utt, pdfs[utt], phones[utt], pdf_ali, phone_ali, kaldi_phones,
+                                   tables, num_frames, frame_tolerance)
+        words = texts[utt].upper().split()
+        occ = _occurrences(kph, pdf)
+        if tables.positional:
+            spans = _words_by_position(utt, occ, tables.pmap, tables.knames)
+            if len(spans) != len(words):
+                raise Lm2amError(f"utterance {utt}: the alignment in {phone_ali} has {len(spans)} "
+                                 f"words but its transcript {len(words)}; use the transcripts the "
+                                 "alignment was made with")
+        else:
+            spans = _words_by_lexicon(utt, words, occ, tables.pmap, tables.lexicon or {},
+                                      tables.lm_phones, tables.silence)
+        t = make_frame_targets(tables.lut[kph], pdf, [(w, s, e) for w, (s, e) in zip(words, spans)], sp,
+                               tables.silence, phone_starts=[s for _, s, _ in occ], utt_id=utt)
+        check_targets(utt, t, num_frames[utt] if num_frames is not None else len(pdf), num_pdfs,
+                      tables.num_phones, int(sp.get_piece_size()))
+        out[utt] = t
+    unaligned = [u for u in texts if u not in pdfs]
+    if unaligned:
+        log.warning("kaldi import: %d of %d utterances have no alignment (first: %s); left out",
+                    len(unaligned), len(texts), sorted(unaligned)[0])
+    log.info("kaldi import: %d utterances, %d pdfs, %s phones, from %s", len(out), num_pdfs,
+             "position-dependent" if tables.positional else "position-independent", pdf_ali)
+    return out
+
+
+@dataclass
+class _PhoneTables:
+    """Kaldi's and lm2am's phone sets and the map between them."""
+
+    lm_phones: Dict[str, int]
+    lm_phones_file: Path  # lm2am's phones.txt
+    knames: Dict[int, str]  # Kaldi id -> name
+    pmap: Dict[int, Tuple[Optional[int], Optional[str]]]  # :func:`map_kaldi_phones`
+    positional: bool  # Kaldi phones carry word-position markers
+    silence: Set[int]
+    lexicon: Optional[Dict[str, List[Tuple[str, ...]]]]  # only without position markers
+    num_phones: int
+    lut: np.ndarray  # Kaldi id -> lm2am id (-1: none)
+
+
+def _phone_tables(kaldi_phones: Path, lang_dir: Path) -> _PhoneTables:
     lm_phones = read_symbols(lang_dir / "phones.txt")
     kphones = read_symbols(kaldi_phones)
-    knames = {v: k for k, v in kphones.items()}
     pmap = map_kaldi_phones(kphones, lm_phones)
     positional = any(pos is not None for _, pos in pmap.values())
-    silence = _silence_ids(lang_dir, lm_phones)
-    lexicon = None if positional else read_lexicon(lang_dir)
-    num_phones = max(lm_phones.values()) + 1
-    lut = np.full(max(kphones.values()) + 1, -1, dtype=np.int32)  # Kaldi id -> lm2am id
+    lut = np.full(max(kphones.values()) + 1, -1, dtype=np.int32)
     for kid, (lm, _) in pmap.items():
         if lm is not None:
             lut[kid] = lm
+    return _PhoneTables(lm_phones=lm_phones, lm_phones_file=lang_dir / "phones.txt", knames={v: k for k, v in kphones.items()}, pmap=pmap,
+                        positional=positional, silence=_silence_ids(lang_dir, lm_phones),
+                        lexicon=None if positional else read_lexicon(lang_dir),
+                        num_phones=max(lm_phones.values()) + 1, lut=lut)
+
+
+def _read_alignments(pdf_ali: Path, phone_ali: Path, num_pdfs: Optional[int]
+                     ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], int]:
+    """Both alignments (same utterances) and the pdf count (checked, or max id + 1)."""
     pdfs = read_int_vectors(pdf_ali)
     phones = read_int_vectors(phone_ali)
     for utt in pdfs:
@@ -301,56 +356,37 @@ def import_kaldi_alignments(pdf_ali: Union[Path, str], phone_ali: Union[Path, st
         utt = next(u for u, a in pdfs.items() if len(a) and a.max() == max_pdf)
         raise Lm2amError(f"{pdf_ali}: utterance {utt} has pdf id {max_pdf} but num_pdfs is {num_pdfs}; "
                          "transition-ids instead of pdf-ids? convert ali.*.gz with ali-to-pdf")
+    return pdfs, phones, num_pdfs
 
-    out: Dict[str, FrameTargets] = {}
-    for utt in sorted(pdfs, key=str.encode):
-        pdf, kph = pdfs[utt], phones[utt]
-        if utt not in texts:
-            raise Lm2amError(f"utterance {utt} of {pdf_ali} has no transcript; pass texts for every "
-                             "aligned utterance (Kaldi's data/<set>/text)")
-        if len(pdf) != len(kph):
-            raise Lm2amError(f"utterance {utt}: {pdf_ali} has {len(pdf)} frames but {phone_ali} has "
-                             f"{len(kph)}; both must come from the same alignment")
-        if pdf.min(initial=0) < 0:
-            raise Lm2amError(f"{pdf_ali}: utterance {utt} has a negative pdf id; regenerate it with ali-to-pdf")
-        if num_frames is not None:
-            if utt not in num_frames:
-                raise Lm2amError(f"utterance {utt} of {pdf_ali} has no features (not among the cuts); "
-                                 "import alignments of the same data set")
-            pdf = _fit_length(utt, pdf, num_frames[utt], frame_tolerance, str(pdf_ali))
-            kph = _fit_length(utt, kph, num_frames[utt], frame_tolerance, str(phone_ali))
-        if len(kph) and (kph.min() < 0 or kph.max() >= len(lut)):
-            kid = int(kph[(kph < 0) | (kph >= len(lut))][0])
-            raise Lm2amError(f"{phone_ali}: utterance {utt} has phone id {kid}, which is not in "
-                             f"{kaldi_phones}; give the phones.txt of the model that aligned it")
-        for kid in np.unique(kph):
-            lm = pmap.get(int(kid), (None, None))[0]
-            if lm is None:
-                name = knames.get(int(kid))
-                what = f"phone {name} (id {kid})" if name else f"phone id {kid}, which is not in it,"
-                raise Lm2amError(f"{kaldi_phones}: {what} used by utterance {utt} in {phone_ali} has "
-                                 f"no lm2am phone in {lang_dir / 'phones.txt'}; use a Kaldi lang with "
-                                 "the same phone set (CMUdict, stress removed or kept alike)")
-        lm_ph = lut[kph]
-        words = texts[utt].upper().split()
-        occ = _occurrences(kph, pdf)
-        if positional:
-            spans = _words_by_position(utt, occ, pmap, knames)
-            if len(spans) != len(words):
-                raise Lm2amError(f"utterance {utt}: the alignment in {phone_ali} has {len(spans)} "
-                                 f"words but its transcript {len(words)}; use the transcripts the "
-                                 "alignment was made with")
-        else:
-            spans = _words_by_lexicon(utt, words, occ, pmap, lexicon or {}, lm_phones, silence)
-        t = make_frame_targets(lm_ph, pdf, [(w, s, e) for w, (s, e) in zip(words, spans)], sp,
-                               silence, phone_starts=[s for _, s, _ in occ], utt_id=utt)
-        check_targets(utt, t, num_frames[utt] if num_frames is not None else len(pdf), num_pdfs,
-                      num_phones, int(sp.get_piece_size()))
-        out[utt] = t
-    unaligned = [u for u in texts if u not in pdfs]
-    if unaligned:
-        log.warning("kaldi import: %d of %d utterances have no alignment (first: %s); left out",
-                    len(unaligned), len(texts), sorted(unaligned)[0])
-    log.info("kaldi import: %d utterances, %d pdfs, %s phones, from %s", len(out), num_pdfs,
-             "position-dependent" if positional else "position-independent", pdf_ali)
-    return out
+
+def _checked_frames(utt: str, pdf: np.ndarray, kph: np.ndarray, pdf_ali: Path, phone_ali: Path,
+                    kaldi_phones: Path, tables: _PhoneTables,
+                    num_frames: Optional[Mapping[str, int]], frame_tolerance: int
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """One utterance's pdf and Kaldi phone ids, fitted to its feature frames; every phone must
+    map to an lm2am phone."""
+    if len(pdf) != len(kph):
+        raise Lm2amError(f"utterance {utt}: {pdf_ali} has {len(pdf)} frames but {phone_ali} has "
+                         f"{len(kph)}; both must come from the same alignment")
+    if pdf.min(initial=0) < 0:
+        raise Lm2amError(f"{pdf_ali}: utterance {utt} has a negative pdf id; regenerate it with ali-to-pdf")
+    if num_frames is not None:
+        if utt not in num_frames:
+            raise Lm2amError(f"utterance {utt} of {pdf_ali} has no features (not among the cuts); "
+                             "import alignments of the same data set")
+        pdf = _fit_length(utt, pdf, num_frames[utt], frame_tolerance, str(pdf_ali))
+        kph = _fit_length(utt, kph, num_frames[utt], frame_tolerance, str(phone_ali))
+    lut = tables.lut
+    if len(kph) and (kph.min() < 0 or kph.max() >= len(lut)):
+        kid = int(kph[(kph < 0) | (kph >= len(lut))][0])
+        raise Lm2amError(f"{phone_ali}: utterance {utt} has phone id {kid}, which is not in "
+                         f"{kaldi_phones}; give the phones.txt of the model that aligned it")
+    for kid in np.unique(kph):
+        lm = tables.pmap.get(int(kid), (None, None))[0]
+        if lm is None:
+            name = tables.knames.get(int(kid))
+            what = f"phone {name} (id {kid})" if name else f"phone id {kid}, which is not in it,"
+            raise Lm2amError(f"{kaldi_phones}: {what} used by utterance {utt} in {phone_ali} has "
+                             f"no lm2am phone in {tables.lm_phones_file}; use a Kaldi lang with "
+                             "the same phone set (CMUdict, stress removed or kept alike)")
+    return pdf, kph

@@ -4,7 +4,8 @@ job by job, and read the alignments back.
 Artifacts in the aligner directory (``exp/ali_mono``):
 
 - ``final.pt``: model state, its sizes, the ``AlignConfig``/``HmmTopo`` it was trained with and
-  the phone table; ``history.json``: log-likelihood per frame by training round.
+  the phone table; ``history.json``: log-likelihood per frame by training round (also in
+  ``tensorboard/``).
 - ``states_<part>.<job>.ark/.scp`` and ``phones_<part>.<job>.ark/.scp``: Kaldi int-vector arks
   (monophone-state index and phones.txt id per frame; readable with Kaldi's
   ``copy-int-vector``), keyed by cut id.
@@ -25,19 +26,9 @@ from lm2am.align.model import MonoStateModel
 from lm2am.align.topo import HmmTopo
 from lm2am.errors import Lm2amError
 from lm2am.io import atomic_path, atomic_write_text
+from lm2am.lang import read_phone_list
 
 log = logging.getLogger("lm2am.align")
-
-
-def read_phone_list(lang_dir: Path | str) -> List[str]:
-    """phones.txt as a list indexed by id."""
-    from lm2am.lang import read_symbols
-
-    table = read_symbols(Path(lang_dir) / "phones.txt")
-    phones = [""] * (max(table.values()) + 1)
-    for sym, i in table.items():
-        phones[i] = sym
-    return phones
 
 
 def load_lexicon(lang_dir: Path | str) -> Dict[str, List[str]]:
@@ -49,8 +40,10 @@ def load_lexicon(lang_dir: Path | str) -> Dict[str, List[str]]:
 
 def cut_inputs(cuts) -> Tuple[List[str], List[np.ndarray], List[List[str]]]:
     """(ids, features, words) of each cut (one supervision per cut)."""
+    from tqdm import tqdm
+
     ids, feats, texts = [], [], []
-    for c in cuts:
+    for c in tqdm(cuts, desc="load features", unit="cut", disable=None, leave=False):
         ids.append(c.id)
         feats.append(c.load_features())
         texts.append(c.supervisions[0].text.split())
@@ -60,7 +53,8 @@ def cut_inputs(cuts) -> Tuple[List[str], List[np.ndarray], List[List[str]]]:
 def train_aligner(cuts, lang_dir: Path | str, out_dir: Path | str, cfg: AlignConfig,
                   topo: HmmTopo, max_utts: Optional[int] = None, device: str = "cpu") -> List[dict]:
     """Flat-start training on ``cuts`` (at most ``max_utts``, evenly spread); writes ``final.pt``
-    and ``history.json`` in ``out_dir`` atomically and returns the history."""
+    and ``history.json`` in ``out_dir`` atomically (TensorBoard scalars in ``tensorboard/``) and
+    returns the history."""
     import torch
 
     out_dir = Path(out_dir)
@@ -71,7 +65,7 @@ def train_aligner(cuts, lang_dir: Path | str, out_dir: Path | str, cfg: AlignCon
     ids, feats, texts = cut_inputs(cuts)
     phones = read_phone_list(lang_dir)
     model, history = train_flat_start(feats, texts, load_lexicon(lang_dir), phones, topo, cfg,
-                                      device=device, utt_ids=ids)
+                                      device=device, utt_ids=ids, tb_dir=out_dir / "tensorboard")
     log.info("log-likelihood per frame by round: %s",
              " ".join(f"{h['loglike_per_frame']:.3f}" for h in history))
     ckpt = {"state_dict": model.cpu().state_dict(), "feat_dim": model.feat_dim,
@@ -110,8 +104,6 @@ def align_cuts(model_dir: Path | str, cuts, lang_dir: Path | str, out_dir: Path 
     Utterances with no path (too short for their transcript) are dropped with a warning when
     ``allow_failures``; the count is logged.
     """
-    import kaldiio
-
     model, cfg, topo, phones = load_aligner(model_dir)
     if model is None:
         raise Lm2amError(f"{model_dir} holds a GMM system; align with steps/align_gmm.py")
@@ -123,6 +115,15 @@ def align_cuts(model_dir: Path | str, cuts, lang_dir: Path | str, out_dir: Path 
     if len(alis) < len(ids):
         log.warning("%s: %d of %d utterances could not be aligned and are left out", name,
                     len(ids) - len(alis), len(ids))
+    write_alignments(alis, out_dir, name, cuts[0].frame_shift if len(cuts) else 0.01)
+    return alis
+
+
+def write_alignments(alis: List[Alignment], out_dir: Path | str, name: str, frame_shift: float) -> None:
+    """``states_<name>``/``phones_<name>`` arks + scps and ``words_<name>.ctm`` (module
+    docstring), for the k2 aligner and the GMM system alike."""
+    import kaldiio
+
     out_dir = Path(out_dir)
     for kind in ("states", "phones"):
         ark = out_dir / f"{kind}_{name}.ark"
@@ -131,11 +132,9 @@ def align_cuts(model_dir: Path | str, cuts, lang_dir: Path | str, out_dir: Path 
             kaldiio.save_ark(str(tmp_ark), {a.utt_id: getattr(a, kind).astype(np.int32) for a in alis},
                              scp=str(tmp_scp))
             tmp_scp.write_text(tmp_scp.read_text().replace(f" {tmp_ark}:", f" {ark}:"))
-    frame_shift = cuts[0].frame_shift if len(cuts) else 0.01
     lines = [f"{a.utt_id} 1 {s * frame_shift:.2f} {(e - s) * frame_shift:.2f} {w}"
              for a in alis for w, s, e in a.words]
     atomic_write_text(out_dir / f"words_{name}.ctm", "\n".join(lines) + ("\n" if lines else ""))
-    return alis
 
 
 def _job_files(ali_dir: Path, part: str, pattern: str) -> List[Path]:

@@ -1,4 +1,5 @@
-"""AM checkpoints: full training state for exact resume, keep-last-k, averaging, final model.
+"""AM checkpoints (the shared format of :mod:`lm2am.checkpoint`): full training state for exact
+resume, averaging into the final model, loading it for decoding.
 
 Files in an experiment directory:
 
@@ -16,91 +17,26 @@ as never stopping. Every file is written to a temporary name and renamed.
 from __future__ import annotations
 
 import logging
-import random
-import re
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping
 
-import numpy as np
 import torch
 
+from lm2am.checkpoint import (CheckpointFormat, average_state_dicts, epoch_checkpoints, rng_state,
+                              restore_training_state, save, set_rng_state, training_state)
 from lm2am.errors import Lm2amError
-from lm2am.io import atomic_path
+
+if TYPE_CHECKING:
+    from lm2am.am.epoch import Progress, Trainer
 
 log = logging.getLogger(__name__)
 
-FORMAT = "lm2am-am"
-VERSION = 1
-_STEP = re.compile(r"^checkpoint-(\d+)\.pt$")
-_EPOCH = re.compile(r"^epoch-(\d+)\.pt$")
-
-
-def save(obj: Mapping[str, Any], path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename (a kill never leaves half a file)."""
-    with atomic_path(path) as tmp:
-        torch.save(dict(obj), tmp)
+FORMAT = CheckpointFormat("lm2am-am", 1, "acoustic-model")
 
 
 def load(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
     """Load an lm2am AM checkpoint, with a one-line error for anything else."""
-    try:
-        # our own files (configs, numpy RNG states): torch >= 2.6 would refuse them by default
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # torch raises several types for corrupt/foreign files
-        raise Lm2amError(f"{path}: cannot read this checkpoint ({type(e).__name__}: {e}); "
-                         "delete it to restart from the previous one") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise Lm2amError(f"{path}: not an lm2am acoustic-model checkpoint")
-    if ckpt.get("version") != VERSION:
-        raise Lm2amError(f"{path}: checkpoint version {ckpt.get('version')} but this code reads "
-                         f"version {VERSION}; retrain in a new --exp-dir")
-    return ckpt
-
-
-def rng_state() -> Dict[str, Any]:
-    """Every RNG that training draws from."""
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned."""
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def step_checkpoints(exp_dir: Path) -> List[Tuple[int, Path]]:
-    """``(step, path)`` of the mid-epoch checkpoints, oldest first."""
-    out = [(int(m.group(1)), p) for p in exp_dir.glob("checkpoint-*.pt") if (m := _STEP.match(p.name))]
-    return sorted(out)
-
-
-def epoch_checkpoints(exp_dir: Path) -> List[Tuple[int, Path]]:
-    """``(epoch, path)`` of the end-of-epoch checkpoints, oldest first."""
-    out = [(int(m.group(1)), p) for p in exp_dir.glob("epoch-*.pt") if (m := _EPOCH.match(p.name))]
-    return sorted(out)
-
-
-def latest_checkpoint(exp_dir: Path) -> Optional[Path]:
-    """The checkpoint furthest into training (largest global step), or None."""
-    cands = [p for _, p in step_checkpoints(exp_dir)[-1:]] + [p for _, p in epoch_checkpoints(exp_dir)[-1:]]
-    best, best_step = None, -1
-    for p in cands:
-        step = int(load(p)["step"])
-        if step > best_step:
-            best, best_step = p, step
-    return best
-
-
-def prune(exp_dir: Path, keep_steps: int, keep_epochs: int) -> None:
-    """Delete all but the newest ``keep_steps`` step and ``keep_epochs`` epoch checkpoints."""
-    for lst, keep in ((step_checkpoints(exp_dir), keep_steps), (epoch_checkpoints(exp_dir), keep_epochs)):
-        for _, p in lst[:max(0, len(lst) - keep)]:
-            p.unlink(missing_ok=True)
+    return FORMAT.load(path, map_location)
 
 
 def check_compatible(ckpt: Mapping[str, Any], config: Mapping[str, Any], path: Path,
@@ -132,23 +68,69 @@ def check_compatible(ckpt: Mapping[str, Any], config: Mapping[str, Any], path: P
                          "use one --exp-dir per seed")
 
 
-def average_state_dicts(paths: List[Path]) -> Dict[str, torch.Tensor]:
-    """Element-wise mean of the models in ``paths`` (float tensors; others from the last)."""
-    if not paths:
-        raise ValueError("no checkpoints to average")
-    avg: Dict[str, torch.Tensor] = {}
-    for i, p in enumerate(paths):
-        sd = load(p)["model"]
-        for k, v in sd.items():
-            if i == 0:
-                avg[k] = v.clone().double() if v.is_floating_point() else v.clone()
-            elif v.is_floating_point():
-                avg[k] += v.double()
-            else:
-                avg[k] = v.clone()
-    ref = load(paths[-1])["model"]
-    return {k: (v / len(paths)).to(ref[k].dtype) if ref[k].is_floating_point() else v
-            for k, v in avg.items()}
+def sampler_state(sampler: Any, batches_done: int) -> Dict[str, Any]:
+    """The sampler's state with its position set to the batches the loop actually consumed
+    (a DataLoader with workers prefetches, which moves the sampler ahead)."""
+    sd = sampler.state_dict()
+    diag = sd["diagnostics"]
+    cur = diag["stats_per_epoch"][diag["current_epoch"]]
+    cur["kept_batches"], cur["discarded_batches"] = batches_done, 0
+    return sd
+
+
+def training_checkpoint(t: "Trainer", p: "Progress", mid_epoch: bool) -> Dict[str, Any]:
+    """Everything needed to continue from here (``mid_epoch``: also the sampler position and
+    the statistics of the epoch so far)."""
+    acc = p.epoch_acc
+    return {**FORMAT.header(), **training_state(t.model, t.opt, t.sched),
+            "scaler": t.scaler.state_dict() if t.scaler.is_enabled() else None,
+            "sampler": sampler_state(t.sampler, p.batch_in_epoch) if mid_epoch else None,
+            "epoch": p.epoch, "batch_in_epoch": p.batch_in_epoch, "step": p.step, "rng": rng_state(),
+            "config": t.config, "num_senones": t.num_senones, "vocab_sizes": t.vocab,
+            "history": p.history, "nan_streak": p.nan_streak,
+            "epoch_stats": ({k: (float(acc.sums[k]), float(acc.counts[k])) for k in acc.sums}
+                            if mid_epoch else {})}
+
+
+def resume(t: "Trainer", p: "Progress", path: Path) -> None:
+    """Load the checkpoint ``path`` into the trainer and the position ``p`` (RNG states on
+    rank 0 only); an incompatible checkpoint is an error."""
+    ck = load(path)
+    check_compatible(ck, t.config, path, t.num_senones, t.vocab)
+    restore_training_state(ck, t.model, t.opt, t.sched)
+    t.sched.lr_lambdas[0].__dict__.update(t.schedule.__dict__)  # the current config's schedule
+    if ck.get("scaler") is not None and t.scaler.is_enabled():
+        t.scaler.load_state_dict(ck["scaler"])
+    p.epoch, p.batch_in_epoch, p.step = ck["epoch"], ck["batch_in_epoch"], ck["step"]
+    p.nan_streak, p.history = ck.get("nan_streak", 0), ck.get("history", [])
+    for k, (s, n) in ck.get("epoch_stats", {}).items():
+        p.epoch_acc.add({k: (torch.tensor(s, dtype=torch.float64), torch.tensor(n, dtype=torch.float64))})
+    if ck.get("sampler") is not None:
+        try:
+            t.sampler.load_state_dict(ck["sampler"])
+        except AssertionError as e:
+            raise Lm2amError(f"{path}: the sampler state does not fit this run ({e}); resume "
+                             "with the same number of processes and the same seed") from None
+    if ck.get("rng") is not None and t.d.is_main:
+        set_rng_state(ck["rng"])
+    log.info("resumed from %s: epoch %d, batch %d, step %d", path, p.epoch + 1, p.batch_in_epoch, p.step)
+
+
+def write_final(t: "Trainer", p: "Progress", final: Path) -> None:
+    """Average the last ``average_last_epochs`` epoch checkpoints into the model and ``final``."""
+    cfg, exp_dir = t.cfg, t.exp_dir
+    eps = epoch_checkpoints(exp_dir)
+    use = [path for e, path in eps if e > cfg.epochs - cfg.average_last_epochs and e <= cfg.epochs]
+    if not use:  # e.g. the dir holds a longer run's checkpoints and train.epochs was lowered
+        raise Lm2amError(f"{exp_dir}: no epoch checkpoints within epochs "
+                         f"{cfg.epochs - cfg.average_last_epochs + 1}..{cfg.epochs} to average "
+                         f"(found epochs {[e for e, _ in eps]}); use a new --exp-dir or delete it")
+    avg = average_state_dicts(use, FORMAT)
+    t.model.load_state_dict(avg)
+    save({**FORMAT.header(), "model": avg, "config": t.config, "num_senones": t.num_senones,
+          "vocab_sizes": t.vocab, "step": p.step, "averaged": [path.name for path in use],
+          "history": p.history}, final)
+    log.info("%s: average of %s", final, ", ".join(path.name for path in use))
 
 
 def load_model(path: Path | str, device: Any = "cpu"):

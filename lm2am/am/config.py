@@ -20,13 +20,20 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from lm2am.config import from_dict, read_yaml
 from lm2am.errors import Lm2amError
 
+if TYPE_CHECKING:  # the augment module imports numpy; configs stay light
+    from lm2am.am.augment import AugmentConfig
+
 #: Units a head can predict, with the targets field holding each one's hard label.
 UNITS: Dict[str, str] = {"senone": "senone", "monophone": "phone", "subword": "subword_id"}
+
+
+#: Values of ``ModelConfig.input_norm``.
+INPUT_NORMS: Tuple[str, ...] = ("global", "utterance_mean", "utterance")
 
 
 @dataclass
@@ -52,6 +59,10 @@ class ModelConfig:
         subsample_after: layer after whose output frames are subsampled (0 = the input).
         head_bottleneck_dim: 0 = each auxiliary head is one linear layer; > 0 = linear to this
             size, ReLU, linear to the unit vocabulary.
+        input_norm: normalization inside the model, after the global CMVN of the training
+            part: ``global`` (none more), ``utterance_mean`` (each utterance's own mean removed)
+            or ``utterance`` (each utterance's own mean and variance, as the GMM system's
+            features). Applied identically in training, evaluation and decoding.
     """
 
     preset: str = "cpu"
@@ -67,8 +78,11 @@ class ModelConfig:
     subsampling: int = 1
     subsample_after: int = 1
     head_bottleneck_dim: int = 0
+    input_norm: str = "global"
 
     def __post_init__(self) -> None:
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         if self.preset not in MODEL_PRESETS:
             raise ValueError(f"preset must be one of {', '.join(MODEL_PRESETS)}, got {self.preset!r}")
         if self.num_layers < 1 or self.hidden_dim < 1 or self.feat_dim < 1:
@@ -227,6 +241,8 @@ class TrainConfig:
             gradient (each one is skipped with a warning).
         priors: ``counts`` (senone frequencies of the training targets) or ``posteriors``
             (average of the final model's posteriors over the training part).
+        augment: training-time augmentation (:class:`lm2am.am.augment.AugmentConfig`: vtlp,
+            time_stretch, spec_augment, ...); empty = none.
     """
 
     epochs: int = 6
@@ -250,8 +266,10 @@ class TrainConfig:
     valid: bool = True
     max_consecutive_nan: int = 20
     priors: str = "counts"
+    augment: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.augment_config()  # unknown or bad augment keys fail here, naming the key
         if self.schedule not in ("warmup_cosine", "noam", "constant"):
             raise ValueError(f"schedule must be warmup_cosine, noam or constant, got {self.schedule!r}")
         if self.amp_dtype not in ("float16", "bfloat16"):
@@ -262,6 +280,15 @@ class TrainConfig:
             raise ValueError("epochs, max_duration and lr must be > 0")
         if self.average_last_epochs < 1 or self.keep_last < 1:
             raise ValueError("average_last_epochs and keep_last must be >= 1")
+
+    def augment_config(self) -> "AugmentConfig":
+        """``augment`` as a typed :class:`~lm2am.am.augment.AugmentConfig`."""
+        from lm2am.am.augment import AugmentConfig
+
+        try:
+            return from_dict(AugmentConfig, self.augment, "augment")
+        except Lm2amError as e:
+            raise ValueError(str(e)) from None
 
 
 @dataclass

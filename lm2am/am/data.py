@@ -121,12 +121,17 @@ class AmDataset(torch.utils.data.Dataset):
             teacher stage's (imported lazily, so it never loads when ``teacher_dirs`` is empty).
         vocab_sizes: ``unit -> vocabulary size`` of the heads, passed to the loader to check
             that the posteriors belong to that vocabulary.
+        perturber: per-cut perturbation of the raw features and their frame targets
+            (:class:`lm2am.am.augment.CutPerturber`; training sets only). Frame-rate changes
+            cannot be combined with teacher posteriors (stored for the original frames).
     """
 
     def __init__(self, cmvn: Tuple[np.ndarray, np.ndarray], subsampling: int = 1,
                  teacher_dirs: Optional[Mapping[str, Path]] = None,
                  posterior_loader: Optional[PosteriorLoader] = None,
-                 vocab_sizes: Optional[Mapping[str, int]] = None):
+                 vocab_sizes: Optional[Mapping[str, int]] = None,
+                 perturber: Optional[Callable[..., Any]] = None):
+        self.perturber = perturber  # training only: lm2am.am.augment.CutPerturber
         self.mean = np.asarray(cmvn[0], dtype=np.float32)
         self.inv_std = (1.0 / np.asarray(cmvn[1], dtype=np.float32)).astype(np.float32)
         self.subsampling = subsampling
@@ -148,7 +153,7 @@ class AmDataset(torch.utils.data.Dataset):
             if x.shape[1] != self.mean.shape[0]:
                 raise Lm2amError(f"cut {c.id}: {x.shape[1]}-dim features but the CMVN stats have "
                                  f"{self.mean.shape[0]} dims; recompute CMVN for these features")
-            feats.append((x - self.mean) * self.inv_std)
+            arrays = {}
             for k in TARGET_FIELDS:
                 if not c.has_custom(k):
                     raise Lm2amError(f"cut {c.id} has no {k!r} targets; train on the targets "
@@ -157,7 +162,12 @@ class AmDataset(torch.utils.data.Dataset):
                 if a.shape[0] != x.shape[0]:
                     raise Lm2amError(f"cut {c.id}: {k} targets have {a.shape[0]} frames but the "
                                      f"features {x.shape[0]}; rerun the targets stage")
-                labels[k].append(subsample(a, self.subsampling))
+                arrays[k] = a
+            if self.perturber is not None:
+                x, arrays = self.perturber(c.id, x, arrays)
+            feats.append((x - self.mean) * self.inv_std)
+            for k in TARGET_FIELDS:
+                labels[k].append(subsample(arrays[k], self.subsampling))
         lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
         T = int(lengths.max()) if len(cuts) else 0
         Ts = num_subsampled(T, self.subsampling)

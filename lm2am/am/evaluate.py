@@ -68,12 +68,15 @@ def evaluate_model(model: torch.nn.Module, loader: Any, system: SystemConfig,
                    ) -> Dict[str, float]:
     """Mean of every statistic of :func:`lm2am.am.losses.eval_stats` over ``loader``
     (losses per frame, accuracies as fractions)."""
+    from tqdm import tqdm
+
     from lm2am.am.data import batch_to
 
     was_training = model.training
     model.eval()
     acc = StatsAccumulator()
     frames = 0
+    bar = tqdm(desc="evaluate", unit="batch", disable=None, leave=False)  # no len(): lhotse samplers
     try:
         for batch in loader:
             b = batch_to(batch, device)
@@ -81,7 +84,9 @@ def evaluate_model(model: torch.nn.Module, loader: Any, system: SystemConfig,
                 out = model(b["features"], b["lengths"])
             acc.add(eval_stats(out, b["targets"], b["teacher"], system))
             frames += int(out["lengths"].sum())
+            bar.update(1)
     finally:
+        bar.close()
         model.train(was_training)
     res = acc.means()
     res["frames"] = frames

@@ -4,7 +4,7 @@ For every cut of a features manifest (``data/fbank/cuts_<part>.jsonl.gz``: featu
 parts without targets or teacher posteriors work, e.g. ``test-asterisk``) the AM's main output
 gives senone log-posteriors ``log p(s|x)`` at the model's frame rate; minus the log senone
 priors ``log p(s)`` that is the hybrid AM's scaled likelihood
-(:func:`lm2am.decode.loglikes_from_log_posteriors`). Features are normalized with the global
+(:func:`lm2am.decode.result.loglikes_from_log_posteriors`). Features are normalized with the global
 CMVN the model was trained with (stored in ``final.pt``; ``cmvn`` overrides it).
 
 Priors: ``<exp_dir>/priors.npy``, written when training ends (lm2am.am.train); when it is
@@ -127,12 +127,9 @@ def compute_loglikes(model_path: Path | str, cuts_path: Path | str, out_scp: Pat
         max_frames: padded input frames per forward batch.
         force: recompute even when the done marker says the output is up to date.
     """
-    import kaldiio
     from lhotse import CutSet
 
     from lm2am.am.checkpoint import load_model
-    from lm2am.decode import loglikes_from_log_posteriors
-    from lm2am.frames import num_subsampled
 
     model_path, cuts_path, out_scp = Path(model_path), Path(cuts_path), Path(out_scp)
     if out_scp.suffix != ".scp":
@@ -154,6 +151,57 @@ def compute_loglikes(model_path: Path | str, cuts_path: Path | str, out_scp: Pat
         return LoglikesInfo(**{k: v for k, v in json.loads(out_json.read_text()).items()
                                if k in LoglikesInfo.__dataclass_fields__})
 
+    mean, std = _cmvn_stats(model, model_path, cmvn, dev)
+    priors_t = torch.as_tensor(log_priors, dtype=torch.float32, device=dev)
+
+    cuts = list(CutSet.from_file(cuts_path))
+    if not cuts:
+        raise Lm2amError(f"{cuts_path}: no cuts; the part is empty")
+    t0 = time.time()
+    n_in, n_out, audio = _write_loglikes(model, cuts, max_frames, mean, std, priors_t, out_scp,
+                                         model_path, cuts_path)
+    seconds = time.time() - t0
+    res = LoglikesInfo(model=str(model_path), cuts=str(cuts_path), priors=str(priors_path), scp=str(out_scp),
+                       utterances=len(cuts), input_frames=n_in, output_frames=n_out, num_pdfs=num_pdfs,
+                       subsampling_factor=f, audio_seconds=round(audio, 3), seconds=round(seconds, 3))
+    atomic_write_text(out_json, json.dumps({**asdict(res), "rtf": round(res.rtf, 5)}, indent=1) + "\n")
+    marker.mark()
+    log.info("%s: %d utterances, %d frames (subsampling %d) of %d pdfs in %.1f s (AM real-time factor %.4f)",
+             out_scp, res.utterances, n_out, f, num_pdfs, seconds, res.rtf)
+    return res
+
+
+def _write_loglikes(model: Any, cuts: List[Any], max_frames: int, mean: torch.Tensor,
+                    std: torch.Tensor, priors: torch.Tensor, out_scp: Path, model_path: Path,
+                    cuts_path: Path) -> Tuple[int, int, float]:
+    """The ark and its scp (sorted, naming the final ark), batch by batch; returns input
+    frames, output frames and audio seconds."""
+    import kaldiio
+    from tqdm import tqdm
+
+    out_ark = out_scp.with_suffix(".ark")
+    n_in = n_out = 0
+    audio = 0.0
+    with atomic_path(out_scp) as tmp_scp, atomic_path(out_ark) as tmp_ark:  # ark renamed first
+        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer, \
+                tqdm(total=len(cuts), desc=f"loglikes {cuts_path.name}", unit="cut", disable=None) as bar:
+            for batch in _batches(cuts, max_frames):
+                for c, m, T in _batch_loglikes(model, batch, mean, std, priors, model_path, cuts_path):
+                    writer(c.id, m)
+                    n_in += T
+                    n_out += m.shape[0]
+                    audio += float(c.duration)
+                bar.update(len(batch))
+        # the scp must name the final ark (and be sorted, C locale, as Kaldi's are)
+        lines = tmp_scp.read_text().replace(f" {tmp_ark}:", f" {out_ark}:").splitlines()
+        tmp_scp.write_text("".join(f"{ln}\n" for ln in sorted(lines, key=lambda s: s.encode())))
+    return n_in, n_out, audio
+
+
+def _cmvn_stats(model: Any, model_path: Path, cmvn: Optional[Path | str], dev: torch.device
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` to normalize with: the given stats (a warning when they differ from the
+    model's), else the ones stored in the model; checked against its feature dimension."""
     if cmvn is not None:
         from lm2am.data import load_global_cmvn
 
@@ -166,55 +214,43 @@ def compute_loglikes(model_path: Path | str, cuts_path: Path | str, out_scp: Pat
             raise Lm2amError(f"{model_path} stores no CMVN stats; pass the training CMVN (--cmvn)")
     if mean.shape[0] != model.cfg.feat_dim:
         raise Lm2amError(f"CMVN stats have {mean.shape[0]} dims but {model_path} takes {model.cfg.feat_dim}")
-    priors_t = torch.as_tensor(log_priors, dtype=torch.float32, device=dev)
+    return mean, std
 
-    cuts = list(CutSet.from_file(cuts_path))
-    if not cuts:
-        raise Lm2amError(f"{cuts_path}: no cuts; the part is empty")
-    t0 = time.time()
-    n_in = n_out = 0
-    audio = 0.0
-    with atomic_path(out_scp) as tmp_scp, atomic_path(out_ark) as tmp_ark:  # ark renamed first
-        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-            for batch in _batches(cuts, max_frames):
-                feats = []
-                for c in batch:
-                    if not c.has_features:
-                        raise Lm2amError(f"{cuts_path}: cut {c.id} has no features; use the features "
-                                         "stage's cuts (data/fbank/cuts_<part>.jsonl.gz)")
-                    x = c.load_features()
-                    if x.ndim != 2 or x.shape[1] != model.cfg.feat_dim:
-                        raise Lm2amError(f"cut {c.id}: features of shape {x.shape} but {model_path} takes "
-                                         f"{model.cfg.feat_dim}-dim features")
-                    feats.append(torch.from_numpy(np.asarray(x, np.float32)))
-                lengths = torch.tensor([x.shape[0] for x in feats], dtype=torch.long)
-                x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(dev)
-                x = (x - mean) / std  # padding is zeroed inside the model
-                out = model(x, lengths.to(dev), with_aux=False)
-                ll = loglikes_from_log_posteriors(out["main"], priors_t).float().cpu().numpy()
-                out_len = out["lengths"].cpu().tolist()
-                for i, c in enumerate(batch):
-                    T, Ts = int(lengths[i]), int(out_len[i])
-                    if Ts != num_subsampled(T, f) or abs(Ts * f - T) >= f:
-                        raise Lm2amError(f"cut {c.id}: the AM gave {Ts} frames for {T} input frames, expected "
-                                         f"{num_subsampled(T, f)} (subsampling {f}); a model/frames mismatch")
-                    m = ll[i, :Ts]
-                    if not np.isfinite(m).all():
-                        raise Lm2amError(f"cut {c.id}: non-finite log-likelihoods from {model_path}; "
-                                         "the model or its priors are broken")
-                    writer(c.id, np.ascontiguousarray(m, dtype=np.float32))
-                    n_in += T
-                    n_out += Ts
-                    audio += float(c.duration)
-        # the scp must name the final ark (and be sorted, C locale, as Kaldi's are)
-        lines = tmp_scp.read_text().replace(f" {tmp_ark}:", f" {out_ark}:").splitlines()
-        tmp_scp.write_text("".join(f"{ln}\n" for ln in sorted(lines, key=lambda s: s.encode())))
-    seconds = time.time() - t0
-    res = LoglikesInfo(model=str(model_path), cuts=str(cuts_path), priors=str(priors_path), scp=str(out_scp),
-                       utterances=len(cuts), input_frames=n_in, output_frames=n_out, num_pdfs=num_pdfs,
-                       subsampling_factor=f, audio_seconds=round(audio, 3), seconds=round(seconds, 3))
-    atomic_write_text(out_json, json.dumps({**asdict(res), "rtf": round(res.rtf, 5)}, indent=1) + "\n")
-    marker.mark()
-    log.info("%s: %d utterances, %d frames (subsampling %d) of %d pdfs in %.1f s (AM real-time factor %.4f)",
-             out_scp, res.utterances, n_out, f, num_pdfs, seconds, res.rtf)
+
+def _batch_loglikes(model: Any, batch: List[Any], mean: torch.Tensor, std: torch.Tensor,
+                    priors: torch.Tensor, model_path: Path, cuts_path: Path
+                    ) -> List[Tuple[Any, np.ndarray, int]]:
+    """``(cut, float32 [frames, num_pdfs] log-likelihoods, input frames)`` of each cut of a
+    batch; frame counts and finiteness checked."""
+    from lm2am.decode.result import loglikes_from_log_posteriors
+    from lm2am.frames import num_subsampled
+
+    dev, f = mean.device, int(model.cfg.subsampling)
+    feats = []
+    for c in batch:
+        if not c.has_features:
+            raise Lm2amError(f"{cuts_path}: cut {c.id} has no features; use the features "
+                             "stage's cuts (data/fbank/cuts_<part>.jsonl.gz)")
+        x = c.load_features()
+        if x.ndim != 2 or x.shape[1] != model.cfg.feat_dim:
+            raise Lm2amError(f"cut {c.id}: features of shape {x.shape} but {model_path} takes "
+                             f"{model.cfg.feat_dim}-dim features")
+        feats.append(torch.from_numpy(np.asarray(x, np.float32)))
+    lengths = torch.tensor([x.shape[0] for x in feats], dtype=torch.long)
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(dev)
+    x = (x - mean) / std  # padding is zeroed inside the model
+    out = model(x, lengths.to(dev), with_aux=False)
+    ll = loglikes_from_log_posteriors(out["main"], priors).float().cpu().numpy()
+    out_len = out["lengths"].cpu().tolist()
+    res = []
+    for i, c in enumerate(batch):
+        T, Ts = int(lengths[i]), int(out_len[i])
+        if Ts != num_subsampled(T, f) or abs(Ts * f - T) >= f:
+            raise Lm2amError(f"cut {c.id}: the AM gave {Ts} frames for {T} input frames, expected "
+                             f"{num_subsampled(T, f)} (subsampling {f}); a model/frames mismatch")
+        m = ll[i, :Ts]
+        if not np.isfinite(m).all():
+            raise Lm2amError(f"cut {c.id}: non-finite log-likelihoods from {model_path}; "
+                             "the model or its priors are broken")
+        res.append((c, np.ascontiguousarray(m, dtype=np.float32), T))
     return res

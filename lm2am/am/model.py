@@ -18,7 +18,7 @@ subsampled targets and teacher posteriors. Decoding uses the main output only.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -117,6 +117,9 @@ class AcousticModel(nn.Module):
                                          cfg.head_bottleneck_dim)
         self.register_buffer("cmvn_mean", torch.zeros(cfg.feat_dim))
         self.register_buffer("cmvn_std", torch.ones(cfg.feat_dim))
+        #: training-time SpecAugment (lm2am.am.augment.make_spec_augment); runs only in
+        #: training mode, so evaluation and decoding never see it. Not part of the state dict.
+        self.spec_augment: Optional[Callable[..., torch.Tensor]] = None
 
     def set_cmvn(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Store the global CMVN used in training (applied by :meth:`log_posteriors`)."""
@@ -130,6 +133,11 @@ class AcousticModel(nn.Module):
     def _encode(self, x: torch.Tensor, lengths: torch.Tensor, want: Mapping[int, List[str]]
                 ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
         f, after = self.cfg.subsampling, self.cfg.subsample_after
+        x = normalize_input(x, lengths, self.cfg.input_norm)
+        if self.training and self.spec_augment is not None:
+            segments = torch.stack([torch.arange(len(lengths)), torch.zeros_like(lengths.cpu()),
+                                    lengths.cpu()], dim=1).to(torch.int32)
+            x = self.spec_augment(x, segments)
         h = x.transpose(1, 2)  # N, C, T
         mask = frame_mask(lengths, h.shape[2]).unsqueeze(1).to(h.dtype)
         h = h * mask
@@ -200,6 +208,22 @@ class AcousticModel(nn.Module):
         """Number of parameters (``main_only``: without the auxiliary heads)."""
         skip = {id(p) for p in self.heads.parameters()} if main_only else set()
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+
+
+def normalize_input(x: torch.Tensor, lengths: torch.Tensor, mode: str) -> torch.Tensor:
+    """Per-utterance normalization of a padded ``(N, T, F)`` batch over each utterance's own
+    ``lengths[i]`` frames: ``global`` returns ``x``; ``utterance_mean`` removes the utterance
+    mean; ``utterance`` also divides by the utterance standard deviation (floored)."""
+    if mode == "global":
+        return x
+    mask = frame_mask(lengths, x.shape[1]).unsqueeze(2).to(x.dtype)  # N, T, 1
+    n = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+    mean = (x * mask).sum(dim=1, keepdim=True) / n
+    y = (x - mean) * mask
+    if mode == "utterance":
+        var = (y * y).sum(dim=1, keepdim=True) / n
+        y = y / var.clamp(min=1e-4).sqrt()
+    return y
 
 
 def build_model(cfg: ModelConfig, num_senones: int, heads: List[HeadConfig],

@@ -1,5 +1,8 @@
-"""Training loop of every AM system: one function, :func:`train_system`, for CPU, one GPU or
-DDP under ``torchrun``.
+"""Training of every AM system: one function, :func:`train_system`, for CPU, one GPU or DDP
+under ``torchrun``. This module sets a run up and drives it; the pieces live in
+:mod:`lm2am.am.epoch` (loss, update, one epoch, validation), :mod:`lm2am.am.checkpoint`
+(resume, averaging), :mod:`lm2am.am.optim` (AdamW groups, LR schedules) and
+:mod:`lm2am.am.distributed` (ranks, devices, seeding).
 
 What a run leaves in its experiment directory (``exp/am_<system>/seed<k>``):
 
@@ -26,127 +29,38 @@ warning; ``max_consecutive_nan`` such batches in a row abort the run.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-import math
-import os
-import random
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
-import numpy as np
 import torch
 
-from lm2am.am import checkpoint as ckpt_mod
+from lm2am.am import checkpoint as am_ckpt
 from lm2am.am.config import ModelConfig, SystemConfig, TrainConfig, config_dict
-from lm2am.am.data import (AmDataset, DataPaths, batch_to, load_cuts, make_eval_sampler,
-                           make_loader, make_sampler, teacher_dirs)
-from lm2am.am.evaluate import StatsAccumulator, autocast, evaluate_model
-from lm2am.am.losses import system_loss
+from lm2am.am.augment import CutPerturber, make_spec_augment
+from lm2am.am.data import (AmDataset, DataPaths, load_cuts, make_eval_sampler, make_loader,
+                           make_sampler, teacher_dirs)
+from lm2am.am.distributed import Dist, resolve_device, seed_everything, setup_distributed
+from lm2am.am.epoch import LogWindow, Progress, Trainer, end_epoch, train_one_epoch
 from lm2am.am.model import AcousticModel, build_model
+from lm2am.am.optim import LrSchedule, param_groups
+from lm2am.checkpoint import latest_checkpoint
 from lm2am.errors import Lm2amError
-from lm2am.io import DoneMarker, atomic_path, atomic_write_text
+from lm2am.io import DoneMarker, atomic_write_text
+from lm2am.log import TensorBoard, log_to_file
 
 log = logging.getLogger(__name__)
 
 
-# ----------------------------------------------------------------------------------------------
-# Learning-rate schedules
+class _Data(NamedTuple):
+    """The inputs of a run: CMVN stats, train and dev cuts, teacher units."""
 
-
-class LrSchedule:
-    """LR multiplier by step (a callable object, so ``LambdaLR`` stores its settings).
-
-    ``warmup_cosine``: linear warm-up to 1, cosine to ``final_ratio`` at ``total_steps``, flat
-    after. ``noam``: linear warm-up, then ``sqrt(warmup / step)``. ``constant``: warm-up, then 1.
-    """
-
-    def __init__(self, kind: str, warmup_steps: int, total_steps: int, final_ratio: float):
-        self.kind, self.warmup, self.total, self.final = kind, warmup_steps, total_steps, final_ratio
-
-    def __call__(self, step: int) -> float:
-        s = step + 1  # LambdaLR calls with 0 before the first step
-        warm = min(1.0, s / self.warmup) if self.warmup > 0 else 1.0
-        if self.kind == "constant" or s <= self.warmup:
-            return warm
-        if self.kind == "noam":
-            return math.sqrt(self.warmup / s) if self.warmup > 0 else 1.0
-        span = max(1, self.total - self.warmup)
-        t = min(1.0, (s - self.warmup) / span)
-        return self.final + (1.0 - self.final) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-# ----------------------------------------------------------------------------------------------
-# Distributed set-up
-
-
-@dataclasses.dataclass
-class Dist:
-    """Process placement: ``world_size`` 1 without torchrun."""
-
-    world_size: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    initialized_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-
-def setup_distributed(device: str) -> Dist:
-    """Initialize ``torch.distributed`` when ``WORLD_SIZE`` > 1 (torchrun's environment)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    here = False
-    if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend, world_size=world, rank=rank)
-        here = True
-    return Dist(world, rank, local, here)
-
-
-def resolve_device(device: str, d: Dist) -> torch.device:
-    """``cuda`` -> this rank's GPU (``cuda:<local_rank>``); checks that CUDA exists."""
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise Lm2amError(f"--device {device}: CUDA is not available here; use --device cpu")
-        dev = torch.device(f"cuda:{d.local_rank}") if d.world_size > 1 or device == "cuda" else torch.device(device)
-        torch.cuda.set_device(dev)
-        return dev
-    if device != "cpu":
-        raise Lm2amError(f"--device {device}: use cpu, cuda or cuda:N")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, CUDA, Python and numpy RNGs."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
-    """No weight decay on biases and norm gains (1-D parameters)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    cmvn: Any
+    train_cuts: Any
+    dev_cuts: Any
+    units: List[str]
 
 
 def count_batches(cuts: Any, cfg: TrainConfig, d: Dist) -> int:
@@ -155,98 +69,6 @@ def count_batches(cuts: Any, cfg: TrainConfig, d: Dist) -> int:
                      world_size=d.world_size, rank=d.rank)
     s.set_epoch(0)
     return sum(1 for _ in s)
-
-
-def _sampler_state(sampler: Any, batches_done: int) -> Dict[str, Any]:
-    """The sampler's state with its position set to the batches the loop actually consumed
-    (a DataLoader with workers prefetches, which moves the sampler ahead)."""
-    sd = sampler.state_dict()
-    diag = sd["diagnostics"]
-    cur = diag["stats_per_epoch"][diag["current_epoch"]]
-    cur["kept_batches"], cur["discarded_batches"] = batches_done, 0
-    return sd
-
-
-def _plot_curve(history: List[Dict[str, Any]], path: Path, title: str) -> None:
-    """Training curve PNG: loss per epoch (train, dev) and dev frame accuracy per head."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a.plot(ep, [h["train"].get("loss", float("nan")) for h in history], "o-", label="train loss")
-    a.plot(ep, [h["train"].get("main_ce", float("nan")) for h in history], "o--", label="train main CE")
-    if any(h.get("dev") for h in history):
-        a.plot(ep, [h.get("dev", {}).get("main_ce", float("nan")) for h in history], "s-", label="dev main CE")
-    a.set_xlabel("epoch")
-    a.set_ylabel("loss per frame")
-    a.legend()
-    a.grid(alpha=0.3)
-    keys = sorted({k for h in history for k in h.get("dev", {}) if k.endswith("_acc")})
-    src = "dev" if keys else "train"
-    if not keys:
-        keys = sorted({k for h in history for k in h["train"] if k.endswith("_acc")})
-    for k in keys:
-        b.plot(ep, [h.get(src, {}).get(k, float("nan")) for h in history], "o-", label=k[:-4])
-    b.set_xlabel("epoch")
-    b.set_ylabel(f"{src} frame accuracy")
-    b.legend()
-    b.grid(alpha=0.3)
-    fig.suptitle(title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
-class _Tensorboard:
-    """SummaryWriter on rank 0 (a no-op elsewhere, or when tensorboard is missing)."""
-
-    def __init__(self, log_dir: Optional[Path]):
-        self.w = None
-        if log_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.w = SummaryWriter(str(log_dir))
-            except ImportError as e:  # training must not depend on it
-                log.warning("tensorboard unavailable (%s); no scalars written", e)
-
-    def scalars(self, prefix: str, values: Dict[str, float], step: int) -> None:
-        if self.w is not None:
-            for k, v in values.items():
-                self.w.add_scalar(f"{prefix}/{k}", v, step)
-
-    def close(self) -> None:
-        if self.w is not None:
-            self.w.close()
-
-
-@contextlib.contextmanager
-def _log_file(path: Optional[Path]):
-    """Also write the log records of this run to ``path`` (rank 0)."""
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from lm2am.log import FORMAT
-
-    h = logging.FileHandler(path)
-    h.setFormatter(logging.Formatter(FORMAT))
-    root = logging.getLogger()
-    root.addHandler(h)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(h)
-        h.close()
-
-
-# ----------------------------------------------------------------------------------------------
-# The loop
 
 
 def train_system(system: SystemConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -269,7 +91,7 @@ def train_system(system: SystemConfig, model_cfg: ModelConfig, train_cfg: TrainC
     exp_dir = Path(exp_dir)
     d = setup_distributed(device)
     try:
-        with _log_file(exp_dir / "log" / "train.log" if d.is_main else None):
+        with log_to_file(exp_dir / "log" / "train.log" if d.is_main else None):
             return _train(system, model_cfg, train_cfg, paths, exp_dir, device, d,
                           posterior_loader, stop_at_step)
     finally:
@@ -277,12 +99,20 @@ def train_system(system: SystemConfig, model_cfg: ModelConfig, train_cfg: TrainC
             torch.distributed.destroy_process_group()
 
 
+def _vocab_sizes(system: SystemConfig, info: Any, paths: DataPaths) -> Dict[str, int]:
+    """Vocabulary size of each unit the targets record; every head's unit must have one."""
+    vocab = {"senone": info.num_senones, "monophone": info.num_phones,
+             "subword": info.num_subwords or 0}
+    for h in system.heads:
+        if not vocab[h.unit]:
+            raise Lm2amError(f"head {h.name!r}: the targets of {paths.train_part!r} record no "
+                             f"{h.unit} vocabulary size; rebuild them with the BPE model")
+    return vocab
+
+
 def _train(system: SystemConfig, model_cfg: ModelConfig, cfg: TrainConfig, paths: DataPaths,
            exp_dir: Path, device_name: str, d: Dist, posterior_loader: Any,
            stop_at_step: Optional[int]) -> Optional[Path]:
-    from tqdm import tqdm
-
-    from lm2am.data import load_global_cmvn
     from lm2am.targets import read_info
 
     dev = resolve_device(device_name, d)
@@ -290,223 +120,138 @@ def _train(system: SystemConfig, model_cfg: ModelConfig, cfg: TrainConfig, paths
         torch.set_num_threads(cfg.num_threads)
     config = config_dict(system, model_cfg, cfg)
     info = read_info(paths.targets_dir, paths.train_part)
-    vocab = {"senone": info.num_senones, "monophone": info.num_phones,
-             "subword": info.num_subwords or 0}
-    for h in system.heads:
-        if not vocab[h.unit]:
-            raise Lm2amError(f"head {h.name!r}: the targets of {paths.train_part!r} record no "
-                             f"{h.unit} vocabulary size; rebuild them with the BPE model")
-    inputs = [paths.cuts(paths.train_part), paths.cmvn]
+    vocab = _vocab_sizes(system, info, paths)
     marker = DoneMarker(exp_dir / ".done", params={"config": config, "paths": {
-        k: str(v) for k, v in dataclasses.asdict(paths).items()}}, inputs=inputs)
+        k: str(v) for k, v in dataclasses.asdict(paths).items()}},
+        inputs=[paths.cuts(paths.train_part), paths.cmvn])
     final = exp_dir / "final.pt"
     if marker.is_done() and final.is_file():
         log.info("%s: training of %s is complete and up to date, skipping", final, system.name)
         return final
 
     seed_everything(cfg.seed + d.rank)
+    data = _load_data(system, cfg, paths)
+    t = _build_trainer(system, model_cfg, cfg, paths, exp_dir, d, dev, config, info.num_senones,
+                       vocab, data, posterior_loader)
+    p = _resume_or_start(t)
+    _log_setup(t, data.units)
+    _attach_loop_parts(t, model_cfg, paths, data, posterior_loader)
+    gen = torch.Generator()  # DataLoader draws its base seed here, not from the global RNG
+    gen.manual_seed(cfg.seed)
+    try:
+        if not _fit(t, p, gen, stop_at_step):
+            return None
+    finally:
+        t.tb.close()
+
+    if d.is_main:
+        am_ckpt.write_final(t, p, final)
+        _write_priors(t.model, cfg, data.train_cuts, t.train_ds, info.num_senones, exp_dir, dev)
+        marker.mark()
+    d.barrier()
+    return final
+
+
+def _load_data(system: SystemConfig, cfg: TrainConfig, paths: DataPaths) -> _Data:
+    from lm2am.data import load_global_cmvn
+
     cmvn = load_global_cmvn(paths.cmvn)
     train_cuts = load_cuts(paths, paths.train_part)
     dev_cuts = load_cuts(paths, paths.dev_part) if (cfg.valid and paths.dev_part) else None
-    units = system.teacher_units()
-    train_ds = AmDataset(cmvn, model_cfg.subsampling,
-                         teacher_dirs(paths, units, paths.train_part, required=True), posterior_loader,
-                         vocab)
-    model: AcousticModel = build_model(model_cfg, info.num_senones, system.heads, vocab)
-    model.set_cmvn(*cmvn)
+    return _Data(cmvn, train_cuts, dev_cuts, system.teacher_units())
+
+
+def _perturber(system: SystemConfig, cfg: TrainConfig, units: List[str]) -> Optional[CutPerturber]:
+    """The per-cut perturbations of ``train.augment`` (None when off)."""
+    aug = cfg.augment_config()
+    if units and any(s != 1.0 for s in aug.time_stretch):
+        raise Lm2amError(f"system {system.name}: train.augment.time_stretch changes the frame rate, "
+                         "which the stored teacher posteriors do not follow; drop time_stretch for "
+                         "systems with teachers or interpolation")
+    return CutPerturber(aug, cfg.seed) if aug.perturbs_cuts else None
+
+
+def _build_trainer(system: SystemConfig, model_cfg: ModelConfig, cfg: TrainConfig,
+                   paths: DataPaths, exp_dir: Path, d: Dist, dev: torch.device,
+                   config: Dict[str, Any], num_senones: int, vocab: Dict[str, int], data: _Data,
+                   posterior_loader: Any) -> Trainer:
+    """Training set, model (initialized from the seeded RNG), AdamW, LR schedule, AMP scaler
+    and sampler, in this order."""
+    perturber = _perturber(system, cfg, data.units)
+    train_ds = AmDataset(data.cmvn, model_cfg.subsampling,
+                         teacher_dirs(paths, data.units, paths.train_part, required=True),
+                         posterior_loader, vocab, perturber=perturber)
+    model: AcousticModel = build_model(model_cfg, num_senones, system.heads, vocab)
+    model.spec_augment = make_spec_augment(cfg.augment_config())
+    model.set_cmvn(*data.cmvn)
     model.to(dev)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    steps_per_epoch = count_batches(train_cuts, cfg, d)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    steps_per_epoch = count_batches(data.train_cuts, cfg, d)
     if steps_per_epoch == 0:
         raise Lm2amError(f"{paths.cuts(paths.train_part)}: no training batches; the part is empty")
     schedule = LrSchedule(cfg.schedule, cfg.warmup_steps, cfg.epochs * steps_per_epoch, cfg.final_lr_ratio)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     use_amp = cfg.amp and dev.type == "cuda"
     scaler = torch.cuda.amp.GradScaler(enabled=use_amp and cfg.amp_dtype == "float16")
-    sampler = make_sampler(train_cuts, cfg.max_duration, shuffle=True, seed=cfg.seed,
+    sampler = make_sampler(data.train_cuts, cfg.max_duration, shuffle=True, seed=cfg.seed,
                            num_buckets=cfg.num_buckets, world_size=d.world_size, rank=d.rank)
+    return Trainer(system=system, cfg=cfg, config=config, num_senones=num_senones, vocab=vocab,
+                   exp_dir=exp_dir, d=d, dev=dev, model=model, opt=opt, schedule=schedule,
+                   sched=sched, scaler=scaler, sampler=sampler, train_ds=train_ds,
+                   steps_per_epoch=steps_per_epoch, use_amp=use_amp)
 
-    # ---- resume
-    epoch, batch_in_epoch, step, nan_streak = 0, 0, 0, 0
-    history: List[Dict[str, Any]] = []
-    epoch_acc = StatsAccumulator()
-    latest = ckpt_mod.latest_checkpoint(exp_dir) if exp_dir.is_dir() else None
+
+def _resume_or_start(t: Trainer) -> Progress:
+    """Resume from the newest checkpoint of the experiment directory, or (rank 0) create it
+    and write ``config.json``."""
+    p = Progress()
+    latest = latest_checkpoint(t.exp_dir, am_ckpt.FORMAT) if t.exp_dir.is_dir() else None
     if latest is not None:
-        ck = ckpt_mod.load(latest)
-        ckpt_mod.check_compatible(ck, config, latest, info.num_senones, vocab)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        sched.lr_lambdas[0].__dict__.update(schedule.__dict__)  # the current config's schedule
-        if ck.get("scaler") is not None and scaler.is_enabled():
-            scaler.load_state_dict(ck["scaler"])
-        epoch, batch_in_epoch, step = ck["epoch"], ck["batch_in_epoch"], ck["step"]
-        nan_streak, history = ck.get("nan_streak", 0), ck.get("history", [])
-        for k, (s, n) in ck.get("epoch_stats", {}).items():
-            epoch_acc.add({k: (torch.tensor(s, dtype=torch.float64), torch.tensor(n, dtype=torch.float64))})
-        if ck.get("sampler") is not None:
-            try:
-                sampler.load_state_dict(ck["sampler"])
-            except AssertionError as e:
-                raise Lm2amError(f"{latest}: the sampler state does not fit this run ({e}); resume "
-                                 "with the same number of processes and the same seed") from None
-        if ck.get("rng") is not None and d.is_main:
-            ckpt_mod.set_rng_state(ck["rng"])
-        log.info("resumed from %s: epoch %d, batch %d, step %d", latest, epoch + 1, batch_in_epoch, step)
-    elif d.is_main:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(exp_dir / "config.json", json.dumps(config, indent=1) + "\n")
+        am_ckpt.resume(t, p, latest)
+    elif t.d.is_main:
+        t.exp_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(t.exp_dir / "config.json", json.dumps(t.config, indent=1) + "\n")
+    return p
 
-    if d.is_main:
-        log.info("system %s: %d senones, heads %s, teachers %s", system.name, info.num_senones,
-                 [f"{h.name}@{model.head_layers[h.name]}" for h in system.heads] or "none",
-                 units or "none")
-        log.info("model: %.2fM parameters (%.2fM without heads), %d batches/epoch x %d epochs, device %s, "
-                 "world size %d", model.num_params() / 1e6, model.num_params(True) / 1e6,
-                 steps_per_epoch, cfg.epochs, dev, d.world_size)
-        log.info("config: %s", json.dumps(config, sort_keys=True))
 
-    net: torch.nn.Module = model
-    if d.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    tb = _Tensorboard(exp_dir / "tensorboard" if d.is_main else None)
-    dev_loader = None
-    if dev_cuts is not None and d.is_main:
-        dev_tdirs = teacher_dirs(paths, units, paths.dev_part, required=False)
-        if len(dev_tdirs) < len(units):
+def _log_setup(t: Trainer, units: List[str]) -> None:
+    if not t.d.is_main:
+        return
+    model = t.model
+    log.info("system %s: %d senones, heads %s, teachers %s", t.system.name, t.num_senones,
+             [f"{h.name}@{model.head_layers[h.name]}" for h in t.system.heads] or "none",
+             units or "none")
+    log.info("model: %.2fM parameters (%.2fM without heads), %d batches/epoch x %d epochs, device %s, "
+             "world size %d", model.num_params() / 1e6, model.num_params(True) / 1e6,
+             t.steps_per_epoch, t.cfg.epochs, t.dev, t.d.world_size)
+    log.info("config: %s", json.dumps(t.config, sort_keys=True))
+
+
+def _attach_loop_parts(t: Trainer, model_cfg: ModelConfig, paths: DataPaths, data: _Data,
+                       posterior_loader: Any) -> None:
+    """The DDP wrapper, TensorBoard writer and dev loader (the last two on rank 0 only)."""
+    t.net = t.model
+    if t.d.world_size > 1:
+        t.net = torch.nn.parallel.DistributedDataParallel(
+            t.model, device_ids=[t.dev.index] if t.dev.type == "cuda" else None)
+    t.tb = TensorBoard(t.exp_dir / "tensorboard" if t.d.is_main else None)
+    if data.dev_cuts is not None and t.d.is_main:
+        dev_tdirs = teacher_dirs(paths, data.units, paths.dev_part, required=False)
+        if len(dev_tdirs) < len(data.units):
             dev_tdirs = {}
-        dev_loader = make_loader(AmDataset(cmvn, model_cfg.subsampling, dev_tdirs, posterior_loader, vocab),
-                                 make_eval_sampler(dev_cuts, cfg.max_duration), cfg.num_workers)
+        t.dev_loader = make_loader(AmDataset(data.cmvn, model_cfg.subsampling, dev_tdirs, posterior_loader,
+                                             t.vocab),
+                                   make_eval_sampler(data.dev_cuts, t.cfg.max_duration), t.cfg.num_workers)
 
-    def make_state(epoch_: int, batch_: int, mid_epoch: bool) -> Dict[str, Any]:
-        return {"format": ckpt_mod.FORMAT, "version": ckpt_mod.VERSION, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "sampler": _sampler_state(sampler, batch_) if mid_epoch else None,
-                "epoch": epoch_, "batch_in_epoch": batch_, "step": step, "rng": ckpt_mod.rng_state(),
-                "config": config, "num_senones": info.num_senones, "vocab_sizes": vocab,
-                "history": history, "nan_streak": nan_streak,
-                "epoch_stats": ({k: (float(epoch_acc.sums[k]), float(epoch_acc.counts[k]))
-                                 for k in epoch_acc.sums} if mid_epoch else {})}
 
-    keep_epochs = max(cfg.keep_last, cfg.average_last_epochs)
-    window = StatsAccumulator()
-    t_window, frames_window = time.time(), 0
-    gen = torch.Generator()  # DataLoader draws its base seed here, not from the global RNG
-    gen.manual_seed(cfg.seed)
-    try:
-        while epoch < cfg.epochs:
-            if batch_in_epoch == 0:
-                sampler.set_epoch(epoch)
-                epoch_acc.reset()
-            loader = torch.utils.data.DataLoader(train_ds, sampler=sampler, batch_size=None,
-                                                 num_workers=cfg.num_workers, generator=gen)
-            net.train()
-            bar = tqdm(loader, total=steps_per_epoch, initial=batch_in_epoch,
-                       desc=f"{system.name} epoch {epoch + 1}/{cfg.epochs}",
-                       disable=(not d.is_main) or None, dynamic_ncols=True, leave=False)
-            for batch in bar:
-                b = batch_to(batch, dev)
-                with autocast(dev, use_amp, cfg.amp_dtype):
-                    out = net(b["features"], b["lengths"])
-                loss, stats = system_loss(out, b["targets"], b["teacher"], system)
-                ok = torch.isfinite(loss.detach()).to(torch.float32)
-                if d.world_size > 1:  # every rank must take the same branch (collectives below)
-                    torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
-                opt.zero_grad(set_to_none=True)
-                skipped = not bool(ok)
-                if not skipped:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                    gnorm = torch.nn.utils.clip_grad_norm_(
-                        model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-                    if not scaler.is_enabled() and not torch.isfinite(gnorm):
-                        skipped = True  # (with a scaler, inf grads are its business)
-                        opt.zero_grad(set_to_none=True)
-                    else:
-                        scaler.step(opt)
-                        scaler.update()
-                sched.step()
-                step += 1
-                batch_in_epoch += 1
-                if skipped:
-                    nan_streak += 1
-                    log.warning("step %d: non-finite loss or gradient on batch %s..., skipped "
-                                "(%d in a row)", step, batch["cut_ids"][0], nan_streak)
-                    if nan_streak >= cfg.max_consecutive_nan:
-                        raise Lm2amError(f"{nan_streak} batches in a row with a non-finite loss; "
-                                         "lower train.lr, check the inputs, or disable amp")
-                else:
-                    nan_streak = 0
-                    epoch_acc.add(stats)
-                    window.add(stats)
-                frames_window += int(batch["lengths"].sum())
-                if d.is_main and step % cfg.log_every_steps == 0:
-                    m = window.means()
-                    dt = max(time.time() - t_window, 1e-9)
-                    m["frames_per_s"] = frames_window * d.world_size / dt
-                    tb.scalars("train", m, step)
-                    tb.scalars("train", {"lr": sched.get_last_lr()[0]}, step)
-                    log.info("epoch %d step %d: %s, lr %.2e", epoch + 1, step,
-                             ", ".join(f"{k} {v:.4g}" for k, v in m.items()), sched.get_last_lr()[0])
-                    if hasattr(bar, "set_postfix"):
-                        bar.set_postfix(loss=f"{m.get('loss', float('nan')):.3f}")
-                    window.reset()
-                    t_window, frames_window = time.time(), 0
-                if d.is_main and cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 \
-                        and batch_in_epoch < steps_per_epoch:
-                    ckpt_mod.save(make_state(epoch, batch_in_epoch, True), exp_dir / f"checkpoint-{step}.pt")
-                    ckpt_mod.prune(exp_dir, cfg.keep_last, keep_epochs)
-                if stop_at_step is not None and step >= stop_at_step:
-                    return None
-            bar.close()
-
-            # ---- end of epoch: statistics, validation, checkpoint, curve
-            epoch_acc.all_reduce()
-            entry: Dict[str, Any] = {"epoch": epoch + 1, "step": step, "train": epoch_acc.means()}
-            if dev_loader is not None:
-                entry["dev"] = evaluate_model(model, dev_loader, system, dev, use_amp, cfg.amp_dtype)
-            epoch += 1
-            batch_in_epoch = 0
-            if d.is_main:
-                history.append(entry)
-                tb.scalars("epoch_train", entry["train"], epoch)
-                if "dev" in entry:
-                    tb.scalars("dev", entry["dev"], epoch)
-                log.info("epoch %d done: train %s%s", epoch,
-                         ", ".join(f"{k} {v:.4f}" for k, v in entry["train"].items()),
-                         ("; dev " + ", ".join(f"{k} {v:.4f}" for k, v in entry["dev"].items()))
-                         if "dev" in entry else "")
-                ckpt_mod.save(make_state(epoch, 0, False), exp_dir / f"epoch-{epoch}.pt")
-                ckpt_mod.prune(exp_dir, cfg.keep_last, keep_epochs)
-                atomic_write_text(exp_dir / "history.json", json.dumps(history, indent=1) + "\n")
-                try:
-                    _plot_curve(history, exp_dir / "training_curve.png", f"{system.name} (seed {cfg.seed})")
-                except Exception as e:  # a plot must never stop training
-                    log.warning("training curve not plotted: %s", e)
-            d.barrier()
-    finally:
-        tb.close()
-
-    # ---- averaging, priors
-    if d.is_main:
-        eps = ckpt_mod.epoch_checkpoints(exp_dir)
-        use = [p for e, p in eps if e > cfg.epochs - cfg.average_last_epochs and e <= cfg.epochs]
-        if not use:  # e.g. the dir holds a longer run's checkpoints and train.epochs was lowered
-            raise Lm2amError(f"{exp_dir}: no epoch checkpoints within epochs "
-                             f"{cfg.epochs - cfg.average_last_epochs + 1}..{cfg.epochs} to average "
-                             f"(found epochs {[e for e, _ in eps]}); use a new --exp-dir or delete it")
-        avg = ckpt_mod.average_state_dicts(use)
-        model.load_state_dict(avg)
-        ckpt_mod.save({"format": ckpt_mod.FORMAT, "version": ckpt_mod.VERSION, "model": avg,
-                       "config": config, "num_senones": info.num_senones, "vocab_sizes": vocab,
-                       "step": step, "averaged": [p.name for p in use], "history": history}, final)
-        log.info("%s: average of %s", final, ", ".join(p.name for p in use))
-        _write_priors(model, cfg, train_cuts, train_ds, info.num_senones, exp_dir, dev)
-        marker.mark()
-    d.barrier()
-    return final
+def _fit(t: Trainer, p: Progress, gen: torch.Generator, stop_at_step: Optional[int]) -> bool:
+    """Epochs until ``train.epochs``; False when stopped by ``stop_at_step``."""
+    window = LogWindow()
+    while p.epoch < t.cfg.epochs:
+        if not train_one_epoch(t, p, window, gen, stop_at_step):
+            return False
+        end_epoch(t, p)
+    return True
 
 
 def _write_priors(model: AcousticModel, cfg: TrainConfig, cuts: Any, ds: AmDataset,

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from lm2am.corpus.text_norm import normalize_text
 from lm2am.errors import Lm2amError
 from lm2am.io import atomic_path
-from lm2am.text_norm import normalize_text
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from lm2am.corpus.text_norm import normalize_text
 from lm2am.errors import Lm2amError
-from lm2am.text_norm import normalize_text
 
 # Directories searched for WordNet's data.* files; $WNSEARCHDIR (WordNet's own variable)
 # is tried first. Module-level so tests can point them elsewhere.

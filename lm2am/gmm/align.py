@@ -19,14 +19,14 @@ from typing import List, Union
 import numpy as np
 
 from lm2am.align.flat_start import Alignment
-from lm2am.align.pipeline import cut_inputs, load_lexicon, read_phone_list
+from lm2am.align.pipeline import cut_inputs, load_lexicon, write_alignments
 from lm2am.align.topo import StateMap
 from lm2am.errors import Lm2amError
 from lm2am.gmm.config import GmmConfig
 from lm2am.gmm.graphs import compile_graph, read_alignment, transition_costs
 from lm2am.gmm.model import GmmSystem
 from lm2am.gmm.viterbi import best_path, tid_matrix, viterbi_align
-from lm2am.io import atomic_path, atomic_write_text
+from lm2am.lang import read_phone_list
 
 log = logging.getLogger("lm2am.gmm")
 
@@ -36,7 +36,9 @@ UNPRUNED_BEAM = 1.0e4
 def align_features(system: GmmSystem, feats: List[np.ndarray], texts: List[List[str]], utt_ids: List[str],
                    lang_dir: Union[Path, str], cfg: GmmConfig) -> List[Alignment]:
     """Viterbi alignments of GMM features (``system.transform`` applied) to their transcripts."""
-    from lm2am.graph import transition_tables
+    from tqdm import tqdm
+
+    from lm2am.graph.hmm import transition_tables
 
     smap = StateMap(system.phones, system.topo)
     tables = transition_tables(system.tm)
@@ -45,7 +47,7 @@ def align_features(system: GmmSystem, feats: List[np.ndarray], texts: List[List[
     params = system.params()
     out: List[Alignment] = []
     retried = unpruned = 0
-    for utt, f, words in zip(utt_ids, feats, texts):
+    for utt, f, words in tqdm(list(zip(utt_ids, feats, texts)), desc="GMM align", unit="utt", disable=None):
         g = compile_graph(words, lexicon, smap, tables, costs, utt)
         pdf_ll = params.pdf_loglikes(params.component_loglikes(f))
         m = tid_matrix(pdf_ll, tables, cfg.acoustic_scale)
@@ -64,23 +66,6 @@ def align_features(system: GmmSystem, feats: List[np.ndarray], texts: List[List[
     log.info("aligned %d of %d utterances (%d needed the retry beam, %d the unpruned beam)",
              len(out), len(utt_ids), retried, unpruned)
     return out
-
-
-def write_alignments(alis: List[Alignment], out_dir: Union[Path, str], name: str, frame_shift: float) -> None:
-    """``states_<name>``/``phones_<name>`` arks + scps and ``words_<name>.ctm``, as
-    :func:`lm2am.align.pipeline.align_cuts` writes them."""
-    import kaldiio
-
-    out_dir = Path(out_dir)
-    for kind in ("states", "phones"):
-        ark = out_dir / f"{kind}_{name}.ark"
-        with atomic_path(ark) as tmp_ark, atomic_path(ark.with_suffix(".scp")) as tmp_scp:
-            kaldiio.save_ark(str(tmp_ark), {a.utt_id: getattr(a, kind).astype(np.int32) for a in alis},
-                             scp=str(tmp_scp))
-            tmp_scp.write_text(tmp_scp.read_text().replace(f" {tmp_ark}:", f" {ark}:"))
-    lines = [f"{a.utt_id} 1 {s * frame_shift:.2f} {(e - s) * frame_shift:.2f} {w}"
-             for a in alis for w, s, e in a.words]
-    atomic_write_text(out_dir / f"words_{name}.ctm", "\n".join(lines) + ("\n" if lines else ""))
 
 
 def align_cuts(model_dir: Union[Path, str], cuts, lang_dir: Union[Path, str], out_dir: Union[Path, str],

@@ -1,6 +1,6 @@
 """Decoding with the GMM monophone system: Kaldi's ``gmm-decode-faster`` in Python.
 
-The graph is the HCLG that :func:`lm2am.graph.make_graph` (``steps/make_graph.py``) builds for
+The graph is the HCLG that :func:`lm2am.graph.hclg.make_graph` (``steps/make_graph.py``) builds for
 the monophone tree of the system (``<gmm-dir>/tree.json``), so its transition-ids are those of
 the system's own ``TransitionModel``; ``HCLG.fst`` (OpenFst) goes to kaldi-decoder's
 ``FasterDecoder`` with a ``DecodableCtc`` whose column ``tid - 1`` holds

@@ -27,7 +27,7 @@ import numpy as np
 from lm2am.align.flat_start import Alignment
 from lm2am.align.graphs import Lexicon, Unit, utterance_units
 from lm2am.align.topo import StateMap
-from lm2am.graph import TransitionTables
+from lm2am.graph.hmm import TransitionTables
 
 
 @dataclass

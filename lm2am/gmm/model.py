@@ -31,7 +31,7 @@ from lm2am.align.topo import HmmTopo, StateMap
 from lm2am.errors import Lm2amError
 from lm2am.gmm.features import FeatureTransform
 from lm2am.io import atomic_path
-from lm2am.tree import STATE, ContextTree, _Node
+from lm2am.tree import STATE, ContextTree, Node
 
 
 def monophone_tree(phones: Sequence[str], topo: HmmTopo) -> ContextTree:
@@ -40,9 +40,9 @@ def monophone_tree(phones: Sequence[str], topo: HmmTopo) -> ContextTree:
     roots = []
     for pid in sorted(smap.id_to_phone):
         n = smap.num_states(pid)
-        node = _Node(senone=smap.pdf(pid, n - 1))
+        node = Node(senone=smap.pdf(pid, n - 1))
         for s in range(n - 2, -1, -1):
-            node = _Node(key=STATE, values=(s,), yes=_Node(senone=smap.pdf(pid, s)), no=node)
+            node = Node(key=STATE, values=(s,), yes=Node(senone=smap.pdf(pid, s)), no=node)
         roots.append(([pid], node))
     return ContextTree(list(phones), roots, {p: smap.num_states(p) for p in smap.id_to_phone},
                        sil_phone=smap.sil_phone if smap.sil_phone >= 0 else None,

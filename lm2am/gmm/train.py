@@ -43,7 +43,7 @@ def _khg():
 def init_system(feats: Sequence[np.ndarray], phones: Sequence[str], topo: HmmTopo,
                 transform: FeatureTransform) -> GmmSystem:
     """``gmm-init-mono``: every pdf one Gaussian with the global mean and variance."""
-    from lm2am.graph import make_transition_model
+    from lm2am.graph.hmm import make_transition_model
 
     khg = _khg()
     x = np.concatenate([np.asarray(f, np.float64) for f in feats])
@@ -107,7 +107,9 @@ def train_mono(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]], lexi
     ``alignment`` (``equal``, ``viterbi``: realigned before this update, ``previous``), ``frames``, ``utterances``, ``failed`` (no alignment), ``retried`` and
     ``seconds``.
     """
-    from lm2am.graph import transition_tables
+    from tqdm import tqdm
+
+    from lm2am.graph.hmm import transition_tables
 
     utt_ids = list(utt_ids) if utt_ids is not None else [f"utt{i:06d}" for i in range(len(feats))]
     if not feats:
@@ -121,36 +123,20 @@ def train_mono(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]], lexi
         return [compile_graph(t, lexicon, smap, tables, costs, u) for t, u in zip(texts, utt_ids)]
 
     t0 = time.time()
-    gs = graphs()
-    alis: List[Optional[List[int]]] = []
-    for i, (f, g) in enumerate(zip(feats, gs)):
-        r = equal_align(g.fst, f.shape[0], cfg.seed + i)
-        alis.append(r[0] if r else None)
+    alis = _equal_alignments(feats, graphs(), cfg.seed)
     history: List[Dict[str, float]] = []
     num_gauss = system.am.num_pdfs
     inc_gauss = max(0, (cfg.tot_gauss - num_gauss) // max(cfg.max_iter_inc, 1))
     realigned_once = False
-    for it in range(cfg.num_iters):
+    for it in tqdm(range(cfg.num_iters), desc="GMM EM", unit="iter", disable=None):
         realign = it > 0 and it in cfg.realign_iters
         retried = 0
         if realign:
             gs = graphs()  # transition probabilities changed
-            params = system.params()
             beam = cfg.beam if realigned_once else cfg.beam_first
             realigned_once = True
-            for i, (f, g) in enumerate(zip(feats, gs)):
-                m = tid_matrix(params.pdf_loglikes(params.component_loglikes(f)), tables, cfg.acoustic_scale)
-                path, was_retried = viterbi_align(g.fst, m, beam, beam * cfg.retry_beam_factor)
-                retried += was_retried
-                alis[i] = path[0] if path else None
-        accs = _Accs(system)
-        n_utts = 0
-        for f, a in zip(feats, alis):
-            if a is not None:
-                accs.add(system, f, a, tables.tid2pdf[np.asarray(a)])
-                n_utts += 1
-        if n_utts == 0:
-            raise Lm2amError("train_mono: no utterance could be aligned (all shorter than their transcripts?)")
+            retried = _realign(system, feats, gs, tables, cfg, beam, alis)
+        accs, n_utts = _accumulate(system, feats, alis, tables)
         frames = accs.gmm.tot_count
         ll = accs.gmm.tot_log_like / frames
         info = update(system, accs, num_gauss, cfg, cfg.min_gaussian_occupancy_first if it == 0 else None)
@@ -167,6 +153,48 @@ def train_mono(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]], lexi
     return system, history
 
 
+def _equal_alignments(feats: Sequence[np.ndarray], gs: Sequence[TrainingGraph], seed: int
+                      ) -> List[Optional[List[int]]]:
+    """``align-equal-compiled``: transition-ids of an equal alignment per utterance (None when
+    it has fewer frames than its graph needs)."""
+    alis: List[Optional[List[int]]] = []
+    for i, (f, g) in enumerate(zip(feats, gs)):
+        r = equal_align(g.fst, f.shape[0], seed + i)
+        alis.append(r[0] if r else None)
+    return alis
+
+
+def _realign(system: GmmSystem, feats: Sequence[np.ndarray], gs: Sequence[TrainingGraph],
+             tables, cfg: GmmConfig, beam: float, alis: List[Optional[List[int]]]) -> int:
+    """``gmm-align-compiled`` of every utterance with the current model, into ``alis``;
+    returns how many needed the retry beam."""
+    from tqdm import tqdm
+
+    params = system.params()
+    retried = 0
+    for i, (f, g) in enumerate(tqdm(list(zip(feats, gs)), desc="realign", unit="utt", disable=None,
+                                    leave=False)):
+        m = tid_matrix(params.pdf_loglikes(params.component_loglikes(f)), tables, cfg.acoustic_scale)
+        path, was_retried = viterbi_align(g.fst, m, beam, beam * cfg.retry_beam_factor)
+        retried += was_retried
+        alis[i] = path[0] if path else None
+    return retried
+
+
+def _accumulate(system: GmmSystem, feats: Sequence[np.ndarray], alis: Sequence[Optional[List[int]]],
+                tables) -> Tuple[_Accs, int]:
+    """``gmm-acc-stats-ali`` over the aligned utterances: the statistics and their number."""
+    accs = _Accs(system)
+    n_utts = 0
+    for f, a in zip(feats, alis):
+        if a is not None:
+            accs.add(system, f, a, tables.tid2pdf[np.asarray(a)])
+            n_utts += 1
+    if n_utts == 0:
+        raise Lm2amError("train_mono: no utterance could be aligned (all shorter than their transcripts?)")
+    return accs, n_utts
+
+
 def train_gmm_mono(cuts, lang_dir, out_dir, cfg: GmmConfig, topo: HmmTopo) -> List[Dict[str, float]]:
     """The training stage: GMM features of ``cuts`` (at most ``cfg.max_train_utts``, evenly
     spread), :func:`train_mono`, then ``final.mdl``, ``tree.json``, ``final.pt`` (aligner
@@ -174,7 +202,8 @@ def train_gmm_mono(cuts, lang_dir, out_dir, cfg: GmmConfig, topo: HmmTopo) -> Li
     import json
     from pathlib import Path
 
-    from lm2am.align.pipeline import load_lexicon, read_phone_list
+    from lm2am.align.pipeline import load_lexicon
+    from lm2am.lang import read_phone_list
     from lm2am.io import atomic_write_text
 
     out_dir = Path(out_dir)
@@ -195,30 +224,9 @@ def train_gmm_mono(cuts, lang_dir, out_dir, cfg: GmmConfig, topo: HmmTopo) -> Li
                                  transform, [c.id for c in cuts])
     system.save(out_dir, cfg)
     atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1) + "\n")
-    _plot_history(history, out_dir / "loglike.png")
+    from lm2am.report.plots import plot_gmm_history
+
+    plot_gmm_history(history, out_dir / "loglike.png")
     log.info("log-likelihood per frame by iteration: %s",
              " ".join(f"{h['loglike_per_frame']:.2f}" for h in history))
     return history
-
-
-def _plot_history(history: List[Dict[str, float]], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lm2am.io import atomic_path
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    it = [h["iter"] for h in history]
-    ax.plot(it, [h["loglike_per_frame"] for h in history], "o-")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("log-likelihood per frame")
-    ax2 = ax.twinx()
-    ax2.plot(it, [h["num_gauss"] for h in history], "s--", color="gray")
-    ax2.set_ylabel("Gaussians", color="gray")
-    ax.set_title("GMM monophone training")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from lm2am.graph import TransitionTables
+from lm2am.graph.hmm import TransitionTables
 
 
 def tid_matrix(pdf_loglikes: np.ndarray, tables: TransitionTables, scale: float) -> np.ndarray:

@@ -6,7 +6,7 @@ features and targets are; :func:`to_dense` turns them into ``[B, T', V]`` distri
 label interpolation). The storage layout is described in :mod:`lm2am.lm.posteriors`.
 
 Speed: a :class:`PosteriorReader` parses ``post.scp`` once, keeps one file descriptor per ark
-(``os.pread``: no shared file position, safe in forked data-loader workers) and decodes each
+(:mod:`lm2am.ark`; ``os.pread``: no shared file position, safe in forked data-loader workers) and decodes each
 cut's matrix with one read and ``np.frombuffer``; a cut costs a few tens of microseconds, far
 below loading its features. :func:`load_teacher_posteriors` caches one reader per directory.
 """
@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from lm2am.ark import ArkFiles, read_scp
 from lm2am.errors import Lm2amError
 from lm2am.frames import num_subsampled, subsample
 from lm2am.lm.posteriors import FORMAT, VERSION
@@ -46,20 +47,6 @@ class SparsePosteriors:
 
     def to(self, device: Union[str, torch.device]) -> "SparsePosteriors":
         return SparsePosteriors(self.indices.to(device), self.probs.to(device), self.mask.to(device))
-
-
-def _read_scp(path: Path) -> Dict[str, Tuple[str, int]]:
-    out: Dict[str, Tuple[str, int]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        ark, _, off = fields[-1].rpartition(":") if len(fields) == 2 else ("", "", "")
-        if not ark or not off.isdigit():
-            raise Lm2amError(f"{path} line {n}: expected '<cut-id> <ark>:<offset>', got "
-                             f"{line[:80]!r}; rerun the posterior stage")
-        out[fields[0]] = (ark, int(off))
-    return out
 
 
 class PosteriorReader:
@@ -91,9 +78,10 @@ class PosteriorReader:
         self._scp_path = self.post_dir / "post.scp"
         if not self._scp_path.is_file():
             raise Lm2amError(f"{self._scp_path} is missing; rerun the posterior stage (merge step)")
-        self._scp = _read_scp(self._scp_path)
-        self._fds: Dict[str, int] = {}
-        self._pid = os.getpid()
+        self._scp = read_scp(self._scp_path, "rerun the posterior stage", key="cut-id")
+        # scp paths are relative to the recipe dir; also accept the ark next to the scp
+        self._arks = ArkFiles(f"(named in {self._scp_path}) is missing; rerun the posterior stage, "
+                              "or run from the directory it ran in", near=self.post_dir)
 
     def __contains__(self, cut_id: object) -> bool:
         return cut_id in self._scp
@@ -104,33 +92,9 @@ class PosteriorReader:
     def keys(self) -> List[str]:
         return list(self._scp)
 
-    def _fd(self, ark: str) -> Tuple[int, str]:
-        if self._pid != os.getpid():  # forked worker: own descriptors
-            self._fds, self._pid = {}, os.getpid()
-        fd = self._fds.get(ark)
-        if fd is None:
-            path = ark
-            if not os.path.isfile(path):  # scp paths are relative to the recipe dir; also
-                alt = self.post_dir / Path(ark).name  # accept the ark next to the scp
-                if not alt.is_file():
-                    raise Lm2amError(f"{ark} (named in {self._scp_path}) is missing; rerun the "
-                                     "posterior stage, or run from the directory it ran in")
-                path = str(alt)
-            fd = self._fds[ark] = os.open(path, os.O_RDONLY)
-        return fd, ark
-
     def close(self) -> None:
         """Close the ark files (reopened on the next read)."""
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds = {}
-
-    def __del__(self) -> None:
-        try:
-            if self._pid == os.getpid():
-                self.close()
-        except Exception:
-            pass
+        self._arks.close()
 
     def read_matrix(self, cut_id: str) -> np.ndarray:
         """The stored ``[runs + 1, 2 + 2k]`` float32 matrix of ``cut_id``."""
@@ -139,9 +103,9 @@ class PosteriorReader:
         except KeyError:
             raise Lm2amError(f"cut {cut_id} has no teacher posteriors in {self._scp_path}; recompute "
                              "them for this part (or drop the cut)") from None
-        fd, name = self._fd(ark)
+        fd = self._arks.fd(ark)
         head = os.pread(fd, _HEAD, off)
-        where = f"{name}:{off} (cut {cut_id})"
+        where = f"{ark}:{off} (cut {cut_id})"
         if len(head) < _HEAD or head[:5] != b"\0BFM " or head[5] != 4 or head[10] != 4:
             raise Lm2amError(f"{where}: not a Kaldi float matrix (corrupt or truncated ark); rerun "
                              "the posterior stage")

@@ -21,13 +21,9 @@ def unit_labels(unit: str, lang_dir: Optional[PathLike] = None, tree: object = N
         return None
     lang_dir = Path(lang_dir)
     if unit == "phone" and (lang_dir / "phones.txt").is_file():
-        from lm2am.lang import read_symbols
+        from lm2am.lang import read_phone_list
 
-        table = read_symbols(lang_dir / "phones.txt")
-        names = [""] * (max(table.values()) + 1)
-        for n, i in table.items():
-            names[i] = n
-        return names
+        return read_phone_list(lang_dir)
     if unit == "subword" and (lang_dir / "bpe.model").is_file():
         import sentencepiece as spm
 
@@ -49,7 +45,7 @@ def plot_teacher_posteriors(post_dir: PathLike, cut_id: str, path: PathLike, *,
     target id (e.g. the targets' ``senone``/``phone``/``subword_id``; negative = none), drawn as
     cyan dots. At most ``max_rows`` vocabulary entries (the most probable overall) are shown.
     """
-    from lm2am.plots import _pyplot, _save
+    from lm2am.report.plots import pyplot, save_png
 
     reader = PosteriorReader(post_dir)
     idx, probs, speech = reader.frames(cut_id)
@@ -64,7 +60,7 @@ def plot_teacher_posteriors(post_dir: PathLike, cut_id: str, path: PathLike, *,
     rows = rows[np.argsort(-score[rows], kind="stable")][:max_rows]
     rows.sort()
     img = dense[:, rows].T
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(8.0, T / 40), max(3.0, len(rows) * 0.16 + 1.5)))
     im = ax.imshow(img, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1,
                    interpolation="nearest")
@@ -84,7 +80,7 @@ def plot_teacher_posteriors(post_dir: PathLike, cut_id: str, path: PathLike, *,
                           f"(top-{reader.k}, T={reader.info['temperature']})", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
     reader.close()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _silence_runs(speech: np.ndarray):

@@ -175,8 +175,6 @@ def compute_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, ou
     the teacher's config. Skips a shard whose done marker matches. Returns the shard's counts
     (``skipped: True`` when skipped).
     """
-    from tqdm import tqdm
-
     from lm2am.lm.train import load_lm
     from lm2am.targets import read_targets
 
@@ -190,12 +188,7 @@ def compute_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, ou
     opts = _options(meta, top_k, temperature, mask_spacing)
     unit = check_unit(meta["unit"])
     reader = read_targets(targets_dir, part)
-    expected = {"senone": reader.info.num_senones, "phone": reader.info.num_phones,
-                "subword": reader.info.num_subwords}[unit]
-    if expected is not None and expected != meta["vocab_size"]:
-        raise Lm2amError(f"{model_path}: the {unit} LM has a vocabulary of {meta['vocab_size']} but "
-                         f"the targets ({info_path}) use {expected}; retrain the LM with the same "
-                         "lang dir and tree as the targets")
+    _check_vocabulary(reader.info, unit, meta["vocab_size"], model_path, info_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = _shard_marker(out_dir, job, num_jobs, model_path, info_path, opts)
     ark = out_dir / f"post.{job}.ark"
@@ -210,23 +203,55 @@ def compute_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, ou
         marker.path.unlink()
 
     cut_ids = shard_cut_ids(reader, job, num_jobs)
-    bt = batch_tokens or meta["config"].eval_batch_tokens
-    k, temp = opts["top_k"], opts["temperature"]
-    counts = {"cuts": 0, "frames": 0, "speech_frames": 0, "runs": 0, "tokens": 0}
     t0 = time.time()
-    lines: List[str] = []
+    with _progress_bar(len(cut_ids), f"{unit} posteriors {part} job {job}", progress) as bar:
+        lines, counts = _write_shard(model, reader, cut_ids, unit, opts,
+                                     batch_tokens or meta["config"].eval_batch_tokens, ark, device, bar)
+    atomic_write_text(scp, "".join(lines))
+    counts["bytes"] = ark.stat().st_size
+    counts["seconds"] = round(time.time() - t0, 2)
+    atomic_write_text(stats_path, json.dumps(counts) + "\n")
+    marker.mark()
+    log.info("posteriors %s job %d/%d: %d cuts, %d frames, %d tokens in %.1f s (%.0f tokens/s)",
+             part, job, num_jobs, counts["cuts"], counts["frames"], counts["tokens"],
+             counts["seconds"], counts["tokens"] / max(counts["seconds"], 1e-9))
+    return {**counts, "skipped": False}
+
+
+def _progress_bar(total: int, desc: str, progress: bool):
+    """The shard's progress bar (``progress=False``: none)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not progress, mininterval=5, leave=False)
+
+
+def _check_vocabulary(info: Any, unit: str, vocab_size: int, model_path: Path, info_path: Path) -> None:
+    """The teacher's vocabulary must be the targets' (same lang dir and tree)."""
+    expected = {"senone": info.num_senones, "phone": info.num_phones,
+                "subword": info.num_subwords}[unit]
+    if expected is not None and expected != vocab_size:
+        raise Lm2amError(f"{model_path}: the {unit} LM has a vocabulary of {vocab_size} but "
+                         f"the targets ({info_path}) use {expected}; retrain the LM with the same "
+                         "lang dir and tree as the targets")
+
+
+def _write_shard(model: Any, reader: Any, cut_ids: List[str], unit: str, opts: Mapping[str, Any],
+                 batch_tokens: int, ark: Path, device: Union[str, torch.device], bar: Any
+                 ) -> Tuple[List[str], Dict[str, int]]:
+    """Score the cuts ``_CHUNK`` at a time and write their matrices to ``ark`` (atomically);
+    returns the scp lines (naming ``ark``) and the counts."""
     from kaldiio.matio import write_array
 
-    bar = tqdm(total=len(cut_ids), desc=f"{unit} posteriors {part} job {job}", disable=not progress,
-               mininterval=5, leave=False)
+    k, temp = opts["top_k"], opts["temperature"]
+    counts = {"cuts": 0, "frames": 0, "speech_frames": 0, "runs": 0, "tokens": 0}
+    lines: List[str] = []
     with atomic_path(ark) as tmp_ark:
         with open(tmp_ark, "wb") as f:
             for c0 in range(0, len(cut_ids), _CHUNK):
                 ids = cut_ids[c0:c0 + _CHUNK]
                 tp = [target_tokens(reader[c], unit) for c in ids]
-                seqs = [t for t, _ in tp]
-                tops = score_sequences(model, seqs, lambda i, lg: topk_posteriors(lg, k, temp),
-                                       spacing=opts["mask_spacing"], batch_tokens=bt,
+                tops = score_sequences(model, [t for t, _ in tp], lambda i, lg: topk_posteriors(lg, k, temp),
+                                       spacing=opts["mask_spacing"], batch_tokens=batch_tokens,
                                        device=torch.device(device))
                 for cid, (toks, pos), top in zip(ids, tp, tops):
                     if top is None:
@@ -241,16 +266,7 @@ def compute_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, ou
                     counts["runs"] += m.shape[0] - 1
                     counts["tokens"] += len(toks)
                 bar.update(len(ids))
-    bar.close()
-    atomic_write_text(scp, "".join(lines))
-    counts["bytes"] = ark.stat().st_size
-    counts["seconds"] = round(time.time() - t0, 2)
-    atomic_write_text(stats_path, json.dumps(counts) + "\n")
-    marker.mark()
-    log.info("posteriors %s job %d/%d: %d cuts, %d frames, %d tokens in %.1f s (%.0f tokens/s)",
-             part, job, num_jobs, counts["cuts"], counts["frames"], counts["tokens"],
-             counts["seconds"], counts["tokens"] / max(counts["seconds"], 1e-9))
-    return {**counts, "skipped": False}
+    return lines, counts
 
 
 def merge_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_dir: PathLike, *,
@@ -321,10 +337,6 @@ def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
     mean ``KL(exact || spaced)`` of the full distributions for each given spacing, i.e. what
     the cheaper masking scheme costs. With ``post_dir``, the stored files' real bytes too.
     """
-    import io
-
-    from kaldiio.matio import write_array
-
     from lm2am.lm.train import load_lm
     from lm2am.targets import read_targets
 
@@ -346,49 +358,79 @@ def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
     full = probs_of(spacing)
     frames = sum(len(p) for _, p in tp)
     speech = sum(int((np.asarray(p) >= 0).sum()) for _, p in tp)
-    dense = io.BytesIO()
-    for c, (_, pos) in zip(ids, tp):
-        dense.write(c.encode() + b" ")
-        write_array(dense, np.zeros((len(pos), V), np.float32))
+    dense = _dense_bytes(ids, tp, V)
     out: Dict[str, Any] = {"unit": unit, "vocab_size": V, "temperature": temp,
                            "mask_spacing": spacing, "cuts": len(ids), "frames": frames,
-                           "speech_frames": speech, "dense_bytes": dense.tell(),
-                           "dense_bytes_per_frame": dense.tell() / max(frames, 1), "k": []}
+                           "speech_frames": speech, "dense_bytes": dense,
+                           "dense_bytes_per_frame": dense / max(frames, 1), "k": []}
     for k in ks:
-        buf = io.BytesIO()
-        mass_sum = kl_sum = 0.0
-        for c, (toks, pos), p in zip(ids, tp, full):
-            if p is None:
-                top = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
-            else:
-                top = topk_posteriors(torch.log(p), k, 1.0)
-                mass = torch.topk(p, min(k, V), dim=-1).values.sum(-1).numpy()
-                w = np.bincount(np.asarray(pos)[np.asarray(pos) >= 0], minlength=len(toks))
-                mass_sum += float((w * mass).sum())
-                kl_sum += float((w * -np.log(np.maximum(mass, 1e-300))).sum())
-            buf.write(c.encode() + b" ")
-            write_array(buf, encode_rows(pos, *top))
-        out["k"].append({"k": k, "bytes": buf.tell(), "bytes_per_frame": buf.tell() / max(frames, 1),
-                         "smaller_than_dense": dense.tell() / max(buf.tell(), 1),
-                         "mean_kept_mass": mass_sum / max(speech, 1),
-                         "kl_topk_full": kl_sum / max(speech, 1)})
+        out["k"].append(_topk_entry(k, ids, tp, full, V, frames, speech, dense))
     if compare_spacing and not model.causal:
         out["spacing"] = []
         exact = full if spacing == 0 else probs_of(0)
         for sp in compare_spacing:
             other = full if sp == spacing else exact if sp == 0 else probs_of(sp)
-            kl_sum = 0.0
-            for (toks, pos), p, q in zip(tp, exact, other):
-                if p is None:
-                    continue
-                kl = (p * (torch.log(p.clamp_min(1e-300)) - torch.log(q.clamp_min(1e-300)))).sum(-1)
-                w = np.bincount(np.asarray(pos)[np.asarray(pos) >= 0], minlength=len(toks))
-                kl_sum += float((w * kl.numpy()).sum())
-            out["spacing"].append({"mask_spacing": sp, "kl_exact_spaced": kl_sum / max(speech, 1)})
+            out["spacing"].append({"mask_spacing": sp, "kl_exact_spaced": _mean_kl(tp, exact, other, speech)})
     if post_dir is not None and (Path(post_dir) / "post_info.json").is_file():
         info = json.loads((Path(post_dir) / "post_info.json").read_text())
         out["stored"] = {k: info[k] for k in ("top_k", "bytes", "frames", "bytes_per_frame")}
     return out
+
+
+TokensAndPositions = Sequence[Tuple[Sequence[int], np.ndarray]]
+
+
+def _dense_bytes(ids: Sequence[str], tp: TokensAndPositions, V: int) -> int:
+    """Bytes of the cuts as dense float32 Kaldi matrices ``[T, V]``."""
+    import io
+
+    from kaldiio.matio import write_array
+
+    dense = io.BytesIO()
+    for c, (_, pos) in zip(ids, tp):
+        dense.write(c.encode() + b" ")
+        write_array(dense, np.zeros((len(pos), V), np.float32))
+    return dense.tell()
+
+
+def _topk_entry(k: int, ids: Sequence[str], tp: TokensAndPositions,
+                full: Sequence[Optional[torch.Tensor]], V: int, frames: int, speech: int,
+                dense: int) -> Dict[str, Any]:
+    """Bytes of this module's layout with top-``k`` and the mass / KL it keeps, per speech frame."""
+    import io
+
+    from kaldiio.matio import write_array
+
+    buf = io.BytesIO()
+    mass_sum = kl_sum = 0.0
+    for c, (toks, pos), p in zip(ids, tp, full):
+        if p is None:
+            top = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
+        else:
+            top = topk_posteriors(torch.log(p), k, 1.0)
+            mass = torch.topk(p, min(k, V), dim=-1).values.sum(-1).numpy()
+            w = np.bincount(np.asarray(pos)[np.asarray(pos) >= 0], minlength=len(toks))
+            mass_sum += float((w * mass).sum())
+            kl_sum += float((w * -np.log(np.maximum(mass, 1e-300))).sum())
+        buf.write(c.encode() + b" ")
+        write_array(buf, encode_rows(pos, *top))
+    return {"k": k, "bytes": buf.tell(), "bytes_per_frame": buf.tell() / max(frames, 1),
+            "smaller_than_dense": dense / max(buf.tell(), 1),
+            "mean_kept_mass": mass_sum / max(speech, 1),
+            "kl_topk_full": kl_sum / max(speech, 1)}
+
+
+def _mean_kl(tp: TokensAndPositions, exact: Sequence[Optional[torch.Tensor]],
+             other: Sequence[Optional[torch.Tensor]], speech: int) -> float:
+    """Mean ``KL(exact || other)`` per speech frame."""
+    kl_sum = 0.0
+    for (toks, pos), p, q in zip(tp, exact, other):
+        if p is None:
+            continue
+        kl = (p * (torch.log(p.clamp_min(1e-300)) - torch.log(q.clamp_min(1e-300)))).sum(-1)
+        w = np.bincount(np.asarray(pos)[np.asarray(pos) >= 0], minlength=len(toks))
+        kl_sum += float((w * kl.numpy()).sum())
+    return kl_sum / max(speech, 1)
 
 
 def format_storage_report(r: Mapping[str, Any]) -> str:

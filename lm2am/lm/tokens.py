@@ -47,7 +47,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from lm2am.errors import Lm2amError
-from lm2am.lang import read_lexicon, read_symbols
+from lm2am.lang import read_lexicon, read_silence_phones, read_symbols
 from lm2am.targets import FrameTargets, subword_pieces
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ def sequences_from_targets(targets: Mapping[str, FrameTargets], unit: str,
 
 
 def _read_silence_phones(lang_dir: Path, phone_ids: Mapping[str, int]) -> List[int]:
-    path = lang_dir / "silence_phones.txt"
-    names = path.read_text().split() if path.is_file() else ["SIL", "SPN"]
-    return sorted(phone_ids[n] for n in names if n in phone_ids)
+    return sorted(phone_ids[n] for n in read_silence_phones(lang_dir) if n in phone_ids)
 
 
 class TextTokenizer:

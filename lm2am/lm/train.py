@@ -13,12 +13,14 @@ uninterrupted run makes.
 Optimizer: AdamW, linear warm-up over ``warmup_steps`` then cosine decay to 10 % of ``lr`` at
 the last update, gradient norm clipped at 1.
 
-Files in ``out_dir``: ``checkpoint.pt`` (model, optimizer, scheduler, position in the data,
-history; written atomically every ``checkpoint_every`` updates and at each epoch end),
-``final.pt`` (what the posterior stage loads: config, unit, vocabulary size, weights),
-``report.json`` (dev perplexity of the LM and of an add-one unigram model of the same unit on
-the same dev tokens, sizes, time, per-epoch history) and ``log/train.log`` (via the caller's
-logging set-up). A rerun after ``final.pt`` exists retrains only if the caller removes it
+Files in ``out_dir``: ``checkpoint.pt`` (the AM's checkpoint format, :mod:`lm2am.checkpoint`:
+model, optimizer, scheduler, position in the data, history, plus the fingerprint of the data
+and config and the time spent; written atomically every ``checkpoint_every`` updates and at
+each epoch end), ``final.pt`` (what the posterior stage loads: config, unit, vocabulary size,
+weights), ``report.json`` (dev perplexity of the LM and of an add-one unigram model of the same
+unit on the same dev tokens, sizes, time, per-epoch history), ``tensorboard/`` (training loss
+and learning rate every 50 updates, train loss and dev perplexity per epoch) and
+``log/train.log`` (via the caller's logging set-up). A rerun after ``final.pt`` exists retrains only if the caller removes it
 (the stage script's done marker decides).
 """
 from __future__ import annotations
@@ -29,24 +31,29 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from lm2am.checkpoint import CheckpointFormat, restore_training_state, training_state
+from lm2am.checkpoint import read as read_checkpoint
+from lm2am.checkpoint import save as save_checkpoint
 from lm2am.errors import Lm2amError
-from lm2am.io import atomic_path, atomic_write_text
+from lm2am.io import atomic_write_text
 from lm2am.lm.model import LmConfig, TransformerLM
 from lm2am.lm.scoring import perplexity, unigram_perplexity
+from lm2am.log import TensorBoard
 
 log = logging.getLogger(__name__)
 
 __all__ = ["train_lm", "load_lm", "make_batches"]
 
-_FORMAT = "lm2am-teacher-lm"
-_VERSION = 1
+#: ``final.pt`` and ``checkpoint.pt`` of a teacher LM
+FORMAT = CheckpointFormat("lm2am-teacher-lm", 1, "teacher LM")
 
 
 def _data_hash(seqs: Sequence[Sequence[int]]) -> str:
@@ -148,8 +155,8 @@ def load_lm(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
         raise Lm2amError(f"teacher LM {path} does not exist; run the LM training stage "
                          "(steps/train_lm.py) first")
     try:
-        d = torch.load(path, map_location="cpu", weights_only=False)
-        if d.get("format") != _FORMAT:
+        d = read_checkpoint(path)
+        if d.get("format") != FORMAT.name:
             raise KeyError("format")
         cfg = LmConfig(**{k: v for k, v in d["config"].items()})
         model = TransformerLM(d["vocab_size"], cfg)
@@ -163,6 +170,40 @@ def load_lm(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
     return model, {"unit": d["unit"], "vocab_size": d["vocab_size"], "config": cfg}
 
 
+@dataclass
+class _Run:
+    """One LM training run: what does not change while it trains."""
+
+    unit: str
+    cfg: LmConfig
+    device: torch.device
+    train: List[np.ndarray]
+    dev: List[List[int]]
+    model: TransformerLM
+    opt: torch.optim.Optimizer
+    sched: Any
+    per_epoch: int
+    total: int
+    fingerprint: Dict[str, Any]  # unit, vocabulary, training config, data hash
+    ckpt: Path
+    tb: Optional[TensorBoard] = None
+
+    @property
+    def lengths(self) -> List[int]:
+        return [len(s) for s in self.train]
+
+
+@dataclass
+class _Position:
+    """Where training is (what ``checkpoint.pt`` restores besides model and optimizer)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0  # training seconds before this process
+
+
 def train_lm(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[Sequence[int]],
              vocab_size: int, cfg: LmConfig, out_dir: Union[str, Path],
              device: Union[str, torch.device] = "cpu", progress: bool = True) -> Dict[str, Any]:
@@ -171,11 +212,41 @@ def train_lm(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[
     config exists. Returns the report (also logged): dev perplexity of the LM (pseudo-perplexity
     for a masked LM, computed with ``cfg.mask_spacing``) and of the add-one unigram model.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
+    train, dev = _check_data(unit, train_seqs, dev_seqs, vocab_size, cfg)
+    run = _build(unit, train, dev, vocab_size, cfg, device, out_dir / "checkpoint.pt")
+    pos = _resume(run)
+    n_tok = sum(run.lengths)
+    log.info("%s LM: %s, %d parameters; %d training sequences (%d tokens, %.1f per sequence), "
+             "%d dev sequences; %d updates/epoch, %d updates in all; device %s", unit, cfg.arch,
+             run.model.num_params(), len(train), n_tok, n_tok / len(train), len(dev), run.per_epoch,
+             run.total, device)
+    t0 = time.time()
+    run.tb = TensorBoard(out_dir / "tensorboard")
+    try:
+        _fit(run, pos, t0, progress)
+    finally:
+        run.tb.close()
+    pos.elapsed += time.time() - t0
+    report = _report(run, pos, vocab_size)
+    save_checkpoint({**FORMAT.header(), "unit": unit, "vocab_size": vocab_size,
+                     "config": cfg.to_dict(),
+                     "model": {k: v.cpu() for k, v in run.model.state_dict().items()},
+                     "report": {k: v for k, v in report.items() if k != "history"}}, out_dir / "final.pt")
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    log.info("%s LM: dev %s perplexity %.2f vs unigram (add-one) %.2f on %d dev tokens",
+             unit, report["dev_perplexity_kind"], report["dev_perplexity"],
+             report["unigram_dev_perplexity"], report["dev_tokens"])
+    print(f"{unit} LM: dev perplexity {report['dev_perplexity']:.2f} ({report['dev_perplexity_kind']}); "
+          f"unigram {report['unigram_dev_perplexity']:.2f}", flush=True)
+    return report
+
+
+def _check_data(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[Sequence[int]],
+                vocab_size: int, cfg: LmConfig) -> Tuple[List[np.ndarray], List[List[int]]]:
+    """Non-empty training sequences, at most ``max_dev_sentences`` dev ones; ids checked."""
     train = [np.asarray(s, dtype=np.int64) for s in train_seqs if len(s)]
     dev = [list(map(int, s)) for s in dev_seqs if len(s)][: cfg.max_dev_sentences]
     if not train:
@@ -186,9 +257,14 @@ def train_lm(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[
                 raise Lm2amError(f"{unit} LM: a {name} token id is outside 0..{vocab_size - 1}; "
                                  "the sequences and the vocabulary size disagree (rerun the LM stage "
                                  "with matching lang/tree)")
+    return train, dev
+
+
+def _build(unit: str, train: List[np.ndarray], dev: List[List[int]], vocab_size: int,
+           cfg: LmConfig, device: torch.device, ckpt: Path) -> _Run:
+    """Model (seeded), AdamW (no decay on embeddings and 1-D parameters), schedule."""
     fp = {"unit": unit, "vocab_size": vocab_size, "config": cfg.training_dict(),
           "data": _data_hash(train), "n": len(train)}
-
     torch.manual_seed(cfg.seed)
     model = TransformerLM(vocab_size, cfg).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "pos" not in n]
@@ -199,115 +275,131 @@ def train_lm(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[
     per_epoch = len(make_batches(lengths, cfg.batch_tokens, cfg.max_len, random.Random(cfg.seed)))
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(min(cfg.warmup_steps, total // 2), total))
+    return _Run(unit=unit, cfg=cfg, device=device, train=train, dev=dev, model=model, opt=opt,
+                sched=sched, per_epoch=per_epoch, total=total, fingerprint=fp, ckpt=ckpt)
 
-    step, epoch, pos_in_epoch = 0, 0, 0
-    history: List[Dict[str, Any]] = []
-    elapsed = 0.0
-    ckpt = out_dir / "checkpoint.pt"
-    if ckpt.is_file():
-        try:
-            c = torch.load(ckpt, map_location="cpu", weights_only=False)
-            if c.get("fingerprint") == fp:
-                model.load_state_dict(c["model"])
-                opt.load_state_dict(c["opt"])
-                sched.load_state_dict(c["sched"])
-                step, epoch, pos_in_epoch = c["step"], c["epoch"], c["pos_in_epoch"]
-                history, elapsed = c["history"], c["elapsed"]
-                log.info("%s LM: resuming from %s at update %d (epoch %d)", unit, ckpt, step, epoch + 1)
-            else:
-                log.warning("%s LM: %s was made for other data or config; starting over", unit, ckpt)
-        except Exception as e:  # noqa: BLE001 - a torn checkpoint: start over, say so
-            log.warning("%s LM: cannot read %s (%s); starting over", unit, ckpt, type(e).__name__)
 
-    def save_checkpoint() -> None:
-        with atomic_path(ckpt) as tmp:
-            torch.save({"fingerprint": fp, "model": model.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "step": step, "epoch": epoch,
-                        "pos_in_epoch": pos_in_epoch, "history": history,
-                        "elapsed": elapsed + time.time() - t0}, tmp)
+def _resume(run: _Run) -> _Position:
+    """The position of ``checkpoint.pt`` (model, optimizer, schedule restored) when it was made
+    for the same data and config; otherwise (none, another one, torn) the start."""
+    unit, ckpt = run.unit, run.ckpt
+    if not ckpt.is_file():
+        return _Position()
+    try:
+        c = read_checkpoint(ckpt)
+        if c.get("format") != FORMAT.name or c.get("version") != FORMAT.version:
+            log.warning("%s LM: %s was written by another version of lm2am; starting over", unit, ckpt)
+        elif c.get("fingerprint") == run.fingerprint:
+            restore_training_state(c, run.model, run.opt, run.sched)
+            pos = _Position(c["step"], c["epoch"], c["batch_in_epoch"], c["history"], c["elapsed"])
+            log.info("%s LM: resuming from %s at update %d (epoch %d)", unit, ckpt, pos.step, pos.epoch + 1)
+            return pos
+        else:
+            log.warning("%s LM: %s was made for other data or config; starting over", unit, ckpt)
+    except Exception as e:  # noqa: BLE001 - a torn checkpoint: start over, say so
+        log.warning("%s LM: cannot read %s (%s); starting over", unit, ckpt, type(e).__name__)
+    return _Position()
 
-    n_tok = sum(lengths)
-    log.info("%s LM: %s, %d parameters; %d training sequences (%d tokens, %.1f per sequence), "
-             "%d dev sequences; %d updates/epoch, %d updates in all; device %s", unit, cfg.arch,
-             model.num_params(), len(train), n_tok, n_tok / len(train), len(dev), per_epoch, total,
-             device)
-    t0 = time.time()
-    done = step >= total
-    while not done and epoch < cfg.epochs:
-        rng = random.Random(cfg.seed * 1_000_003 + epoch)
-        batches = make_batches(lengths, cfg.batch_tokens, cfg.max_len, rng)
-        crops = [_crop(s, cfg.max_len, rng) for s in train]  # same rng state on resume
-        model.train()
-        bar = tqdm(total=len(batches), initial=pos_in_epoch, desc=f"{unit} LM epoch {epoch + 1}",
-                   disable=not progress, leave=False, mininterval=5)
-        loss_sum, loss_n = 0.0, 0
-        while pos_in_epoch < len(batches):
-            seqs = [crops[i][0] for i in batches[pos_in_epoch]]
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            torch.manual_seed(cfg.seed * 7_919 + step)  # dropout of this update
-            if model.causal:
-                inp, pad, target = _causal_batch(model, seqs, [crops[i][1] for i in batches[pos_in_epoch]])
-            else:
-                inp, pad, target = _masked_batch(model, seqs, cfg.mask_prob, gen)
-            inp, pad, target = inp.to(device), pad.to(device), target.to(device)
-            sel = target >= 0
-            h = model.hidden(inp, pad)
-            loss = nn.functional.cross_entropy(model.logits(h[sel]), target[sel])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            pos_in_epoch += 1
-            loss_sum += float(loss)
-            loss_n += 1
-            bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{loss_sum / loss_n:.3f}")
-            if step % cfg.checkpoint_every == 0:
-                save_checkpoint()
-            if step >= total:
-                done = True
-                break
-        bar.close()
-        dev_ppl = perplexity(model, dev, spacing=cfg.mask_spacing,
-                             batch_tokens=cfg.eval_batch_tokens, device=device) if dev else float("nan")
-        history.append({"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(loss_n, 1),
-                        "dev_ppl": dev_ppl, "lr": sched.get_last_lr()[0]})
-        log.info("%s LM epoch %d: train loss %.3f, dev %s %.2f (update %d)", unit, epoch + 1,
-                 loss_sum / max(loss_n, 1), "pseudo-perplexity" if not model.causal else "perplexity",
-                 dev_ppl, step)
-        if pos_in_epoch >= len(batches):
-            epoch += 1
-            pos_in_epoch = 0
-        save_checkpoint()
-    elapsed += time.time() - t0
 
-    if history and history[-1]["step"] == step:  # the last epoch's evaluation is of this model
+def _save(run: _Run, pos: _Position, t0: float) -> None:
+    """``checkpoint.pt`` (atomic): the training state at ``pos``."""
+    save_checkpoint({**FORMAT.header(), **training_state(run.model, run.opt, run.sched),
+                     "epoch": pos.epoch, "batch_in_epoch": pos.batch_in_epoch, "step": pos.step,
+                     "history": pos.history, "fingerprint": run.fingerprint,
+                     "config": run.cfg.to_dict(), "elapsed": pos.elapsed + time.time() - t0}, run.ckpt)
+
+
+def _update(run: _Run, seqs: List[np.ndarray], prev: List[int], step: int) -> float:
+    """One AdamW update on ``seqs``; the noise and dropout are seeded by ``(seed, step)``."""
+    cfg, model, device = run.cfg, run.model, run.device
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    torch.manual_seed(cfg.seed * 7_919 + step)  # dropout of this update
+    if model.causal:
+        inp, pad, target = _causal_batch(model, seqs, prev)
+    else:
+        inp, pad, target = _masked_batch(model, seqs, cfg.mask_prob, gen)
+    inp, pad, target = inp.to(device), pad.to(device), target.to(device)
+    sel = target >= 0
+    h = model.hidden(inp, pad)
+    loss = nn.functional.cross_entropy(model.logits(h[sel]), target[sel])
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    run.opt.step()
+    run.sched.step()
+    return float(loss)
+
+
+def _dev_perplexity(run: _Run) -> float:
+    cfg = run.cfg
+    return perplexity(run.model, run.dev, spacing=cfg.mask_spacing, batch_tokens=cfg.eval_batch_tokens,
+                      device=run.device) if run.dev else float("nan")
+
+
+def _train_epoch(run: _Run, pos: _Position, t0: float, progress: bool) -> Tuple[float, bool]:
+    """The rest of epoch ``pos.epoch``: ``(mean training loss, whether the epoch's batches were
+    all done)``; stops early at the last update (``max_steps``)."""
+    from tqdm import tqdm
+
+    cfg = run.cfg
+    rng = random.Random(cfg.seed * 1_000_003 + pos.epoch)
+    batches = make_batches(run.lengths, cfg.batch_tokens, cfg.max_len, rng)
+    crops = [_crop(s, cfg.max_len, rng) for s in run.train]  # same rng state on resume
+    run.model.train()
+    bar = tqdm(total=len(batches), initial=pos.batch_in_epoch, desc=f"{run.unit} LM epoch {pos.epoch + 1}",
+               disable=not progress, leave=False, mininterval=5)
+    loss_sum, loss_n = 0.0, 0
+    while pos.batch_in_epoch < len(batches):
+        idx = batches[pos.batch_in_epoch]
+        loss = _update(run, [crops[i][0] for i in idx], [crops[i][1] for i in idx], pos.step)
+        pos.step += 1
+        pos.batch_in_epoch += 1
+        loss_sum += loss
+        loss_n += 1
+        bar.update(1)
+        if pos.step % 50 == 0:
+            bar.set_postfix(loss=f"{loss_sum / loss_n:.3f}")
+            run.tb.scalars("train", {"loss": loss_sum / loss_n, "lr": run.sched.get_last_lr()[0]}, pos.step)
+        if pos.step % cfg.checkpoint_every == 0:
+            _save(run, pos, t0)
+        if pos.step >= run.total:
+            break
+    bar.close()
+    return loss_sum / max(loss_n, 1), pos.batch_in_epoch >= len(batches)
+
+
+def _fit(run: _Run, pos: _Position, t0: float, progress: bool) -> None:
+    """Epochs until ``cfg.epochs`` or the last update; dev perplexity and a checkpoint after each."""
+    while pos.step < run.total and pos.epoch < run.cfg.epochs:
+        train_loss, epoch_done = _train_epoch(run, pos, t0, progress)
+        dev_ppl = _dev_perplexity(run)
+        pos.history.append({"epoch": pos.epoch + 1, "step": pos.step, "train_loss": train_loss,
+                            "dev_ppl": dev_ppl, "lr": run.sched.get_last_lr()[0]})
+        log.info("%s LM epoch %d: train loss %.3f, dev %s %.2f (update %d)", run.unit, pos.epoch + 1,
+                 train_loss, "pseudo-perplexity" if not run.model.causal else "perplexity",
+                 dev_ppl, pos.step)
+        run.tb.scalars("epoch", {"train_loss": train_loss, "dev_perplexity": dev_ppl}, pos.epoch + 1)
+        if epoch_done:
+            pos.epoch += 1
+            pos.batch_in_epoch = 0
+        _save(run, pos, t0)
+
+
+def _report(run: _Run, pos: _Position, vocab_size: int) -> Dict[str, Any]:
+    """``report.json``: sizes, time, dev perplexity of the LM and of the add-one unigram model."""
+    cfg, train, dev, history = run.cfg, run.train, run.dev, pos.history
+    if history and history[-1]["step"] == pos.step:  # the last epoch's evaluation is of this model
         lm_ppl = history[-1]["dev_ppl"]
     else:
-        lm_ppl = perplexity(model, dev, spacing=cfg.mask_spacing, batch_tokens=cfg.eval_batch_tokens,
-                            device=device) if dev else float("nan")
-    uni_ppl = unigram_perplexity(train, dev, vocab_size)
-    report = {
-        "unit": unit, "arch": cfg.arch, "vocab_size": vocab_size, "parameters": model.num_params(),
-        "train_sequences": len(train), "train_tokens": n_tok, "dev_sequences": len(dev),
-        "dev_tokens": sum(len(s) for s in dev), "updates": step, "epochs": len(history),
-        "train_seconds": round(elapsed, 1),
+        lm_ppl = _dev_perplexity(run)
+    return {
+        "unit": run.unit, "arch": cfg.arch, "vocab_size": vocab_size, "parameters": run.model.num_params(),
+        "train_sequences": len(train), "train_tokens": sum(run.lengths), "dev_sequences": len(dev),
+        "dev_tokens": sum(len(s) for s in dev), "updates": pos.step, "epochs": len(history),
+        "train_seconds": round(pos.elapsed, 1),
         "dev_perplexity": lm_ppl,
-        "dev_perplexity_kind": "pseudo (each token given all others)" if not model.causal else "causal",
+        "dev_perplexity_kind": "pseudo (each token given all others)" if not run.model.causal else "causal",
         "mask_spacing": cfg.mask_spacing,
-        "unigram_dev_perplexity": uni_ppl,
+        "unigram_dev_perplexity": unigram_perplexity(train, dev, vocab_size),
         "history": history, "config": cfg.to_dict(),
     }
-    with atomic_path(out_dir / "final.pt") as tmp:
-        torch.save({"format": _FORMAT, "version": _VERSION, "unit": unit, "vocab_size": vocab_size,
-                    "config": cfg.to_dict(), "model": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "report": {k: v for k, v in report.items() if k != "history"}}, tmp)
-    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
-    log.info("%s LM: dev %s perplexity %.2f vs unigram (add-one) %.2f on %d dev tokens",
-             unit, report["dev_perplexity_kind"], lm_ppl, uni_ppl, report["dev_tokens"])
-    print(f"{unit} LM: dev perplexity {lm_ppl:.2f} ({report['dev_perplexity_kind']}); "
-          f"unigram {uni_ppl:.2f}", flush=True)
-    return report

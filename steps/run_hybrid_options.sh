@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# The options of the shared recipe driver steps/run_hybrid.sh that every recipe's run.sh also
+# takes, with their defaults and help, declared once. Sourced (not run) by the driver and by each
+# run.sh, which then sets its own defaults, builds its --help from hybrid_options_help and
+# hybrid_stages_help, parses its command line (utils/parse_options.sh) and passes the values on
+# with hybrid_options_args:
+#   . steps/run_hybrid_options.sh; nj=4; ...; . utils/parse_options.sh
+#   args=(); hybrid_options_args args; steps/run_hybrid.sh "${args[@]}" --corpus ... --lm-text ...
+
+stage=0
+stop_stage=100
+config=conf/demo.yaml   # the recipe config (corpus/manifests/features/lang/... sections)
+nj=2                    # parallel jobs
+device=cpu              # cpu | cuda
+am_systems="ce"         # one AM per system (conf/systems/<name>.yaml) and seed
+ali_source=k2           # alignments behind the senone tree and the targets: k2 (lm2am's aligner,
+                        # exp/ali_mono) | gmm (Kaldi's GMM-HMM monophone system, exp/mono_gmm)
+gmm_baseline=false      # also train Kaldi's GMM-HMM mono system: aligner comparison, GMM row in RESULTS.md
+am_jobs=1               # AMs trained / decoded side by side (each with train.num_threads threads)
+seeds="1"               # seeds of every system
+extra_seeds=""          # more seeds for $extra_seed_systems (RESULTS.md: mean ± std over seeds)
+extra_seed_systems=""
+decode_scales="0.05 0.07 0.1 0.14 0.2 0.3 0.5"   # acoustic scales swept on dev; the best one decodes test
+keep_loglikes=false     # keep exp/am_*/seed*/decode_*/loglikes.ark (float32 [frames, senones]) after decoding
+extra_result_rows=""    # more RESULTS.md rows, "NAME=DIR ...": DIR holds decode_<part>/ (e.g. a GMM baseline)
+
+hybrid_option_names="stage stop_stage config nj device am_systems ali_source gmm_baseline am_jobs seeds
+  extra_seeds extra_seed_systems decode_scales keep_loglikes extra_result_rows"
+
+# hybrid_options_help: the help lines of these options, with their current values as defaults.
+hybrid_options_help() {
+  cat <<EOF
+  --config FILE      recipe config with sections corpus/manifests/features/lang ($config)
+  --stage N          first stage to run ($stage)
+  --stop-stage N     last stage to run ($stop_stage)
+  --nj N             parallel jobs ($nj)
+  --device DEV       cpu or cuda for the neural stages ($device)
+  --am-systems LIST  systems to train, names of conf/systems/*.yaml ("$am_systems")
+  --ali-source SRC   k2 | gmm: aligner behind the tree and targets ($ali_source)
+  --gmm-baseline B   true | false: Kaldi GMM-HMM mono system as baseline and cross-check ($gmm_baseline)
+  --am-jobs N        AM systems trained and decoded side by side ($am_jobs)
+  --seeds LIST       seeds of every system ("$seeds")
+  --extra-seeds LIST more seeds for the systems in --extra-seed-systems ("$extra_seeds")
+  --extra-seed-systems LIST  ("$extra_seed_systems")
+  --decode-scales LIST  acoustic scales swept on dev ("$decode_scales")
+  --keep-loglikes BOOL  keep the AMs' log-likelihood arks after decoding ($keep_loglikes)
+  --extra-result-rows LIST  NAME=DIR rows added to exp/RESULTS.md ("$extra_result_rows")
+EOF
+}
+
+# hybrid_stages_help: stages 3-17, the same in every recipe (0-2 are the recipe's own).
+hybrid_stages_help() {
+  cat <<'EOF'
+  3  lhotse manifests (steps/make_manifests.py)
+  4  lang: lexicon, phones, words, BPE (steps/prepare_lang.py)
+  5  fbank features + global CMVN (steps/compute_fbank.py, steps/compute_cmvn.py); data checks
+     (steps/validate_data.py)
+  6  data summary: hours, utterances, speakers, OOV rate per split
+  7  flat-start k2 aligner (steps/train_aligner.py); Kaldi GMM-HMM mono system (steps/train_gmm_mono.py)
+  8  forced alignment of the train and eval parts (k2, GMM); accuracy vs the corpus's reference
+     timings where it has them (synth-en: the synthesizers')
+  9  senone decision tree (steps/build_tree.py)
+  10 frame targets: senone, monophone, subword (steps/make_targets.py)
+  11 decoding graph HCLG from lang + senone tree + n-gram LM of the LM text (steps/make_graph.py)
+  12 teacher LMs for senones, monophones, subwords (steps/train_lm.py)
+  13 teacher posteriors (top-k per frame, ark/scp) for the train and dev parts
+  14 train every AM system in --am-systems for every seed (steps/train_am.py)
+  15 dev frame accuracy of every system (steps/eval_am.py) -> exp/frame_accuracy_<dev>.md
+  16 decode dev (acoustic-scale sweep) and every test part with the dev-best scale, for every
+     system and seed (steps/decode_am.sh) -> exp/am_<sys>/seed<k>/decode_<part>/
+  17 k2 vs Kaldi decoder cross-check on dev (steps/compare_decoders.sh); results table
+     exp/RESULTS.md (+ aligner comparison, decoder cross-check) and exp/plots/wer_systems.png
+EOF
+}
+
+# hybrid_options_args ARRAY: appends "--name value" for each of these options to the array ARRAY.
+hybrid_options_args() {
+  local -n _hybrid_args="$1"
+  local v
+  for v in $hybrid_option_names; do _hybrid_args+=("--${v//_/-}" "${!v}"); done
+}
