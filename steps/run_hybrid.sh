@@ -240,4 +240,16 @@ if [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
   done
   steps/make_results.py --config "$config" --dev-part $dev_part --test-parts "$test_parts" \
     --scales "$decode_scales" $extra_opts exp $specs
+  for part in $dev_part $test_parts; do  # where the errors are, for corpora that describe each utterance
+    if [ ! -f $corpus/$part/utt_info.tsv ] || [ ! -f $corpus/speakers.tsv ]; then continue; fi
+    rows=""
+    for sys in $am_systems; do
+      s=$(system_seeds $sys | cut -d' ' -f1)
+      if [ -f exp/am_$sys/seed$s/decode_$part/hyp.trn ]; then rows="$rows $sys=exp/am_$sys/seed$s/decode_$part"; fi
+    done
+    if [ -f exp/mono_gmm/decode_$part/hyp.trn ]; then rows="$rows gmm_mono=exp/mono_gmm/decode_$part"; fi
+    if [ -n "$rows" ]; then
+      steps/wer_breakdown.py --corpus $corpus --part $part --out exp/wer_breakdown_$part.md $rows > /dev/null
+    fi
+  done
 fi

@@ -157,3 +157,33 @@ def test_fingerprint_cli(tmp_path: Path):
     assert fp("--param", "--scales 0.1") == b
     f.write_text("xy")
     assert fp("--param", "--scales 0.1") != b
+
+
+def test_wer_breakdown_by_condition_and_voice(tmp_path):
+    """Each group's WER is that of its own utterances; the dev-best scale's hyps are scored."""
+    from lm2am.decode.score import write_trn
+    from lm2am.report.breakdown import breakdown_table, synth_en_groups, wer_by_group
+
+    corpus = tmp_path / "corpus"
+    (corpus / "dev").mkdir(parents=True)
+    (corpus / "speakers.tsv").write_text("speaker\tchapter\tpart\tengine\tvoice\n"
+                                         "1\t1\tdev\tflite\tawb\n2\t2\tdev\tespeak\ten-us\n")
+    (corpus / "dev" / "utt_info.tsv").write_text(
+        "utt_id\tspeaker\tduration\tnoise\tsnr\treverb\n"
+        "1-1-0\t1\t1.0\tnone\t-\t-\n1-1-1\t1\t1.0\tpink\t10.0\t-\n2-2-0\t2\t1.0\twhite\t5.0\trev1\n")
+    refs = {"1-1-0": "a b c d", "1-1-1": "a b", "2-2-0": "x y"}
+    d = tmp_path / "decode_dev"
+    (d / "scale_0.2").mkdir(parents=True)
+    write_trn(refs, d / "ref.trn")
+    write_trn({u: "" for u in refs}, d / "hyp.trn")  # the lattice-scale hyps: all wrong
+    write_trn(refs, d / "scale_0.2" / "ref.trn")
+    write_trn({"1-1-0": "a b c d", "1-1-1": "a q", "2-2-0": ""}, d / "scale_0.2" / "hyp.trn")
+    (d / "best_scale").write_text("0.2\n")
+    groups = synth_en_groups(corpus, "dev")
+    assert groups == {"clean": ["1-1-0"], "flite:awb": ["1-1-0", "1-1-1"], "noisy": ["1-1-1"],
+                      "reverberant": ["2-2-0"], "espeak:en-us": ["2-2-0"]}
+    w = {g: s.wer for g, s in wer_by_group(d, groups).items()}
+    assert w == {"all": 100 * 3 / 8, "clean": 0.0, "noisy": 50.0, "reverberant": 100.0,
+                 "flite:awb": 100 * 1 / 6, "espeak:en-us": 100.0}
+    table = breakdown_table({"ce": wer_by_group(d, groups)})
+    assert "| ce | 37.50 | 0.00 | 50.00 | 100.00 | 100.00 | 16.67 |" in table
