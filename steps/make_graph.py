@@ -19,6 +19,13 @@ from lm2am.io import DoneMarker
 from lm2am.log import setup_logging
 
 
+def transcripts(cuts_path: Path) -> list:
+    """The supervision texts of a cut set (the training part's transcripts)."""
+    from lhotse import CutSet
+
+    return [s.text for c in CutSet.from_file(cuts_path) for s in c.supervisions if s.text]
+
+
 @cli_main
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,6 +35,8 @@ def main() -> None:
     src.add_argument("--arpa", type=Path, help="use this ARPA LM instead of estimating one")
     p.add_argument("--order", type=int, help="overrides graph.lm.order")
     p.add_argument("--min-counts", help="overrides graph.lm.min_counts, e.g. 1,2 (bigrams, trigrams, ...)")
+    p.add_argument("--transcripts", type=Path,
+                   help="training cuts whose transcripts join the LM text when graph.add_train_transcripts is true")
     p.add_argument("lang_dir", type=Path)
     p.add_argument("tree", type=Path, help="exp/tree/tree.json")
     p.add_argument("graph_dir", type=Path)
@@ -52,6 +61,11 @@ def main() -> None:
             raise Lm2amError(f"--min-counts {args.min_counts!r}: expected comma-separated integers") from None
     inputs = [args.lang_dir / f for f in ("phones.txt", "words.txt", "lexicon.txt", "lexicon_disambig.txt")]
     inputs += [args.tree, args.lm_text or args.arpa]
+    if cfg.add_train_transcripts:
+        if args.transcripts is None or args.arpa is not None:
+            raise Lm2amError("graph.add_train_transcripts is true: pass --transcripts with the training cuts "
+                             "(and --lm-text, not --arpa)")
+        inputs.append(args.transcripts)
     for f in inputs:
         if not f.is_file():
             raise Lm2amError(f"{f}: missing; run the lang and tree stages first (or fix the path)")
@@ -60,7 +74,9 @@ def main() -> None:
     if marker.is_done() and (args.graph_dir / "HCLG.pt").is_file():
         print(f"make_graph: {args.graph_dir} up to date, skipping")
         return
-    info = make_graph(args.lang_dir, args.tree, args.graph_dir, topo, cfg, lm_text=args.lm_text, arpa=args.arpa)
+    extra = transcripts(args.transcripts) if cfg.add_train_transcripts else []
+    info = make_graph(args.lang_dir, args.tree, args.graph_dir, topo, cfg, lm_text=args.lm_text, arpa=args.arpa,
+                      extra_sentences=extra)
     marker.mark()
     s = info["sizes"]
     logging.info("HCLG: %d states, %d arcs (k2: %d arcs), LM n-grams %s, %d pdfs, %.1f s", s["HCLG"]["states"],

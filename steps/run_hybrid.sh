@@ -146,10 +146,10 @@ fi
 
 if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   log "Stage 11: decoding graph in data/lang/graph"
-  steps/make_graph.py --config "$config" --lm-text "$lm_text" data/lang exp/tree/tree.json data/lang/graph
+  steps/make_graph.py --config "$config" --lm-text "$lm_text" --transcripts data/fbank/cuts_$train_part.jsonl.gz data/lang exp/tree/tree.json data/lang/graph
   if $use_gmm; then
     log "Stage 11: monophone decoding graph of the GMM system in exp/mono_gmm/graph"
-    steps/make_graph.py --config "$config" --lm-text "$lm_text" data/lang exp/mono_gmm/tree.json exp/mono_gmm/graph
+    steps/make_graph.py --config "$config" --lm-text "$lm_text" --transcripts data/fbank/cuts_$train_part.jsonl.gz data/lang exp/mono_gmm/tree.json exp/mono_gmm/graph
   fi
 fi
 

@@ -412,3 +412,18 @@ def test_make_graph_cli_skips_when_up_to_date(toy, tmp_path: Path):
     bad = subprocess.run(cmd[:-2] + [str(tmp_path / "missing.json"), str(tmp_path / "g2")], capture_output=True,
                          text=True, cwd=REPO)
     assert bad.returncode == 1 and bad.stderr.startswith("ERROR: ")
+
+
+def test_ngram_from_file_adds_extra_sentences(tmp_path):
+    """graph.add_train_transcripts: the training transcripts join the LM text, so their
+    n-grams get probability mass they would otherwise only have through back-off."""
+    from lm2am.graph.ngram import estimate_ngram_from_file
+
+    text = tmp_path / "lm.txt"
+    text.write_text("a b\nb a\na a\n")
+    vocab = ["<eps>", "a", "b", "c", "<s>", "</s>"]
+    cfg = NgramConfig(order=2, fixed_discounts=[0.5, 0.5])
+    plain = estimate_ngram_from_file(text, vocab, cfg)
+    more = estimate_ngram_from_file(text, vocab, cfg, ["b c", "c a"])
+    assert more.info["sentences"] == plain.info["sentences"] + 2
+    assert more.num_ngrams()[1] > plain.num_ngrams()[1]

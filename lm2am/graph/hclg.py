@@ -9,7 +9,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -45,12 +45,15 @@ class GraphConfig:
         max_hclg_arcs: refuse to build when the estimated HCLG (:func:`estimate_hclg_arcs`) has
             more arcs than this (building takes ~400 bytes of memory per arc: 20M ~ 8 GB).
         max_det_states: abort a determinization that reaches this many states (0 = no limit).
+        add_train_transcripts: also estimate the n-gram on the AM training part's transcripts
+            (in-domain text the recipe already has; never the dev or test transcripts).
     """
 
     lm: NgramConfig = field(default_factory=NgramConfig)
     self_loop_scale: Optional[float] = None
     max_hclg_arcs: int = 20_000_000
     max_det_states: int = 50_000_000
+    add_train_transcripts: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.lm, Mapping):
@@ -231,11 +234,13 @@ def _graph_lang(lang_dir: Path, topo: HmmTopo, tree: ContextTree) -> Lang:
 
 
 def _make_g(lang: Lang, lang_dir: Path, tmp: Path, cfg: GraphConfig, info: Dict[str, object],
-            lm_text: Union[Path, str, None], arpa: Union[Path, str, None]):
-    """``G`` from an n-gram estimated on ``lm_text`` or from ``arpa``; ``tmp/G.arpa`` is written."""
+            lm_text: Union[Path, str, None], arpa: Union[Path, str, None], extra_sentences: Sequence[str] = ()):
+    """``G`` from an n-gram estimated on ``lm_text`` (plus ``extra_sentences``) or from ``arpa``;
+    ``tmp/G.arpa`` is written."""
     t0 = time.time()
     if lm_text is not None:
-        model = estimate_ngram_from_file(lm_text, lang.words, cfg.lm)
+        model = estimate_ngram_from_file(lm_text, lang.words, cfg.lm, extra_sentences)
+        info["extra_sentences"] = len(extra_sentences)
         write_arpa(model, tmp / "G.arpa")
         info["lm"] = model.info
         info["lm_text"] = str(lm_text)
@@ -278,10 +283,12 @@ def _write_graph_files(tmp: Path, HCLG, tm, tables: TransitionTables, tree: Cont
 
 def make_graph(lang_dir: Union[Path, str], tree: Union[ContextTree, Path, str], out_dir: Union[Path, str],
                topo: Optional[HmmTopo] = None, cfg: Optional[GraphConfig] = None,
-               lm_text: Union[Path, str, None] = None, arpa: Union[Path, str, None] = None) -> Dict[str, object]:
+               lm_text: Union[Path, str, None] = None, arpa: Union[Path, str, None] = None,
+               extra_sentences: Sequence[str] = ()) -> Dict[str, object]:
     """Build the whole graph directory (see :mod:`lm2am.graph`) and return its info dict.
 
-    Give either ``lm_text`` (an n-gram is estimated with ``cfg.lm``) or an existing ``arpa``.
+    Give either ``lm_text`` (an n-gram is estimated with ``cfg.lm`` on it and
+    ``extra_sentences``, e.g. the training transcripts) or an existing ``arpa``.
     The directory is written under a temporary name and renamed at the end.
     """
     t_start = time.time()
@@ -297,7 +304,7 @@ def make_graph(lang_dir: Union[Path, str], tree: Union[ContextTree, Path, str], 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         info: Dict[str, object] = {"lang_dir": str(lang_dir), "config": asdict(cfg), "topo": asdict(topo)}
-        G = _make_g(lang, lang_dir, tmp, cfg, info, lm_text, arpa)
+        G = _make_g(lang, lang_dir, tmp, cfg, info, lm_text, arpa, extra_sentences)
         HCLG, tm, tables, binfo = build_hclg(lang, tree, G, topo, cfg)
         info.update(binfo)
         n_arcs = _write_graph_files(tmp, HCLG, tm, tables, tree, info)
