@@ -10,7 +10,7 @@ import dataclasses
 import importlib
 import typing
 from pathlib import Path
-from typing import Any, Dict, Type, TypeVar
+from typing import Any, Dict, Optional, Type, TypeVar
 
 import yaml
 
@@ -36,13 +36,69 @@ SECTIONS: Dict[str, str] = {
 }
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: Dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(str(key), line, seen[key])
+            except TypeError:  # an unhashable key: let the base class report it
+                continue
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class RangeError(ValueError):
+    """A config value out of its range; :func:`from_dict` names it as ``section.key``."""
+
+    def __init__(self, key: str, msg: str):
+        super().__init__(f"{key} {msg}")
+        self.key, self.msg = key, msg
+
+
+def check_range(obj: Any, name: str, lo: Optional[float] = None, hi: Optional[float] = None, *,
+                lo_open: bool = False, hi_open: bool = False) -> None:
+    """Raise :class:`RangeError` unless ``obj.<name>`` (None passes; lists: every item) lies in
+    the range: ``lo``/``hi`` bounds, exclusive when ``lo_open``/``hi_open``. For the
+    ``__post_init__`` of every config dataclass with numeric fields."""
+    value = getattr(obj, name)
+    for v in (value if isinstance(value, (list, tuple)) else [value]):
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        bad = (lo is not None and (v <= lo if lo_open else v < lo)) or \
+              (hi is not None and (v >= hi if hi_open else v > hi))
+        if bad or v != v:  # NaN
+            if lo is not None and hi is not None:
+                want = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+            elif lo is not None:
+                want = f"{'>' if lo_open else '>='} {lo}"
+            else:
+                want = f"{'<' if hi_open else '<='} {hi}"
+            raise RangeError(name, f"must be {want}, got {v!r}")
+
+
 def read_yaml(path: Path | str) -> Dict[str, Any]:
-    """Read a YAML mapping, with a one-line error for a missing or malformed file."""
+    """Read a YAML mapping, with a one-line error for a missing, malformed or ambiguous file
+    (a key given twice in one mapping is an error, not 'the last one wins')."""
     path = Path(path)
     if not path.is_file():
         raise Lm2amError(f"config file {path} does not exist; pass an existing file with --config")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKey as e:
+        raise Lm2amError(f"{path} line {e.line}: key '{e.key}' given twice (also on line "
+                         f"{e.first}); keep one") from None
     except UnicodeDecodeError as e:
         raise Lm2amError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode it as UTF-8") from None
     except yaml.YAMLError as e:
@@ -119,6 +175,8 @@ def from_dict(cls: Type[T], data: Any, where: str) -> T:
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         obj = cls(**kwargs)
+    except RangeError as e:
+        raise Lm2amError(f"{where}.{e.key}: {e.msg}; fix the config") from None
     except (ValueError, TypeError) as e:
         raise Lm2amError(f"{where}: {e}") from None
     return obj

@@ -51,6 +51,34 @@ def atomic_write_text(path: Path | str, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_if_changed(path: Path | str, data: str | bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless the file already holds exactly ``data``.
+
+    The report writers use it, so a no-op rerun leaves reports (and their mtimes) untouched.
+    Returns True when the file was written.
+    """
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        if path.is_file() and path.stat().st_size == len(raw) and path.read_bytes() == raw:
+            return False
+    except OSError:
+        pass
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(raw)
+    return True
+
+
+def reject_bom(path: Path | str, text: str) -> str:
+    """``text`` (a text file's content) unchanged; :class:`Lm2amError` naming ``path`` if it
+    starts with a UTF-8 byte-order mark, which would otherwise glue itself to the first id."""
+    if text.startswith("\ufeff"):
+        raise Lm2amError(f"{path}: starts with a UTF-8 byte-order mark (BOM), which would become "
+                         f"part of the first id; save it without the BOM (sed -i '1s/^\\xEF\\xBB\\xBF//' "
+                         f"{path})")
+    return text
+
+
 def _remove(p: Path) -> None:
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)

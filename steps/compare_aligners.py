@@ -14,7 +14,7 @@ from typing import Dict, List, Tuple
 
 from lm2am.align.evaluate import AlignmentScore, score_ali_dir
 from lm2am.errors import Lm2amError, cli_main
-from lm2am.io import atomic_write_text
+from lm2am.io import write_if_changed
 from lm2am.log import setup_logging
 
 FAMILY_ORDER = ["all", "flite", "festival", "espeak"]
@@ -98,7 +98,7 @@ def main() -> None:
         raise Lm2amError(f"no alignments with reference timings for parts {args.parts}; run the alignment stages")
     aligners = [n for n, _ in named]
     text = markdown(results, aligners, parts)
-    atomic_write_text(args.md, text)
+    write_if_changed(args.md, text)
     plot(results, aligners, parts[0], args.png)
     print(text)
 

@@ -43,7 +43,7 @@ def main() -> None:
     from lm2am.config import load_section
     from lm2am.decode import DecodeConfig
     from lm2am.decode.compare import compare_decoders
-    from lm2am.io import atomic_write_text
+    from lm2am.io import write_if_changed
     from lm2am.log import setup_logging
     from lm2am.decode.score import read_references
 
@@ -79,14 +79,14 @@ def main() -> None:
     cmp = compare_decoders(mats, args.graph, cfg, refs, kaldi_source=args.kaldi_graph, wide_factor=args.wide_factor)
     md = cmp.markdown(args.title)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out_dir / "compare_decoders.md", md)
+    write_if_changed(args.out_dir / "compare_decoders.md", md)
     info = {"graph": str(args.graph), "loglikes": str(args.loglikes_scp), "acoustic_scale": cfg.acoustic_scale,
             "search_beam": cfg.search_beam, "max_active_states": cfg.max_active_states,
             "kaldi_graph": args.kaldi_graph, "utterances": len(cmp.utts),
             "identical_share": round(cmp.identical_share, 4), "wer_k2": cmp.wer_k2, "wer_kaldi": cmp.wer_kaldi,
             "rtf_k2": round(cmp.k2.rtf, 5), "rtf_kaldi": round(cmp.kaldi.rtf, 5),
             "failed_k2": cmp.k2.failed, "failed_kaldi": cmp.kaldi.failed, "diffs": cmp.diffs}
-    atomic_write_text(args.out_dir / "compare_decoders.json", json.dumps(info, indent=1, default=float) + "\n")
+    write_if_changed(args.out_dir / "compare_decoders.json", json.dumps(info, indent=1, default=float) + "\n")
     print(md, end="")
 
 

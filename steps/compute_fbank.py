@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lm2am.config import load_section
 from lm2am.data import FbankConfig, compute_fbank, compute_fbank_lazy, manifest_paths
+from lm2am.data.validate import write_dropped
 from lm2am.errors import Lm2amError, cli_main
 from lm2am.io import DoneMarker
 from lm2am.log import setup_logging
@@ -51,12 +52,17 @@ def main() -> None:
         from lhotse import CutSet
 
         cuts = CutSet.from_file(src)
+        dropped: list = []
         if args.lang:
             from lm2am.lang import LangConfig, apply_oov_policy_to_cuts
 
             lcfg = load_section(args.config, "lang", LangConfig) if args.config else LangConfig()
+            before = [c.id for c in cuts]
             cuts, stats = apply_oov_policy_to_cuts(cuts, args.lang, lcfg, name=str(src))
+            kept = {c.id for c in cuts}
+            dropped = [i for i in before if i not in kept]
             logging.info("%s: OOV policy '%s': %s", part, lcfg.oov_policy, stats)
+        write_dropped(args.fbank_dir, part, dropped)
         compute_fbank(cuts, part, args.fbank_dir, cfg)
         logging.info("%s: fbank for %d cuts in %s", part, len(cuts), args.fbank_dir)
         marker.mark()
@@ -67,6 +73,7 @@ def _fbank_lazy(args: argparse.Namespace, part: str, src: Path, cfg: FbankConfig
     from lhotse import CutSet
 
     transform = None
+    dropped: list = []
     if args.lang:
         from lhotse.utils import fastcopy
 
@@ -81,12 +88,15 @@ def _fbank_lazy(args: argparse.Namespace, part: str, src: Path, cfg: FbankConfig
                 if len(c.supervisions) != 1:
                     raise Lm2amError(f"{src}: cut {c.id} has {len(c.supervisions)} supervisions; lm2am expects one per cut")
             totals["utterances"] += len(chunk)
+            ids = [c.id for c in chunk]
             try:
                 texts, stats = apply_oov_policy({c.id: c.supervisions[0].text for c in chunk}, words, lcfg, name=str(src))
             except Lm2amError as e:
                 if "utterances dropped" not in str(e):
                     raise
+                dropped.extend(ids)
                 return []  # this chunk lost every utterance; an empty part is an error later
+            dropped.extend(i for i in ids if i not in texts)
             for k in ("kept", "oov_tokens", "mapped_tokens"):
                 totals[k] += getattr(stats, k)
             return [fastcopy(c, supervisions=[fastcopy(c.supervisions[0], text=texts[c.id])])
@@ -94,6 +104,7 @@ def _fbank_lazy(args: argparse.Namespace, part: str, src: Path, cfg: FbankConfig
 
         logging.getLogger("lm2am.lang").setLevel(logging.WARNING)  # one line per chunk is noise
     n = compute_fbank_lazy(CutSet.from_jsonl_lazy(src), part, args.fbank_dir, cfg, transform=transform)
+    write_dropped(args.fbank_dir, part, dropped)  # before the done marker
     if args.lang:
         logging.info("%s: OOV policy '%s': %s", part, lcfg.oov_policy, totals)
     return n

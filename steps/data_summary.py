@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lm2am.data import corpus_summary
 from lm2am.errors import Lm2amError, cli_main
-from lm2am.io import atomic_write_text
+from lm2am.io import write_if_changed
 
 
 @cli_main
@@ -31,7 +31,7 @@ def main() -> None:
         # the OOV table only; the report goes on to list every g2p pronunciation
         report = (args.lang / "oov_report.txt").read_text().split("\n# g2p pronunciations")[0]
         text += "\n\n" + report.rstrip()
-    atomic_write_text(args.fbank_dir / "summary.txt", text + "\n")
+    write_if_changed(args.fbank_dir / "summary.txt", text + "\n")
     print(text)
 
 

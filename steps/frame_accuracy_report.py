@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lm2am.am.evaluate import frame_accuracy_table
 from lm2am.errors import cli_main
-from lm2am.io import atomic_write_text
+from lm2am.io import write_if_changed
 
 
 @cli_main
@@ -19,7 +19,7 @@ def main() -> None:
     p.add_argument("part")
     args = p.parse_args()
     table = frame_accuracy_table(args.exp_dir, args.part)
-    atomic_write_text(args.exp_dir / f"frame_accuracy_{args.part}.md", table + "\n")
+    write_if_changed(args.exp_dir / f"frame_accuracy_{args.part}.md", table + "\n")
     print(table)
 
 

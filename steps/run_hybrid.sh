@@ -42,6 +42,13 @@ $(hybrid_stages_help)"
 . utils/background.sh
 . utils/lib/log.sh
 . utils/parse_options.sh
+if [ "$stop_stage" = -1 ]; then   # run.sh's option check: only the driver's own options
+  stop_stage=$stage
+  check_only=true
+else
+  check_only=false
+fi
+hybrid_options_check "$0"
 
 case $ali_source in
   k2) ali_dir=exp/ali_mono ;;
@@ -51,7 +58,7 @@ esac
 for v in corpus lm_text train_part eval_parts; do
   [ -n "${!v}" ] || { echo "$0: --${v//_/-} is required; see $0 --help" >&2; exit 1; }
 done
-[ "$stop_stage" -ge 3 ] || exit 0
+{ ! $check_only && [ "$stop_stage" -ge 3 ]; } || exit 0
 
 use_gmm=false; { $gmm_baseline || [ $ali_source = gmm ]; } && use_gmm=true
 lazy_opt=""; $lazy && lazy_opt=--lazy

@@ -24,6 +24,8 @@ decode_scales="0.05 0.07 0.1 0.14 0.2 0.3 0.5"   # acoustic scales swept on dev;
 keep_loglikes=false     # keep exp/am_*/seed*/decode_*/loglikes.ark (float32 [frames, senones]) after decoding
 extra_result_rows=""    # more RESULTS.md rows, "NAME=DIR ...": DIR holds decode_<part>/ (e.g. a GMM baseline)
 
+hybrid_last_stage=17    # stages 0-2 are the recipe's own, 3-17 the driver's
+
 hybrid_option_names="stage stop_stage config nj device am_systems ali_source gmm_baseline am_jobs seeds
   extra_seeds extra_seed_systems decode_scales keep_loglikes extra_result_rows"
 
@@ -78,4 +80,26 @@ hybrid_options_args() {
   local -n _hybrid_args="$1"
   local v
   for v in $hybrid_option_names; do _hybrid_args+=("--${v//_/-}" "${!v}"); done
+}
+
+# hybrid_options_check SELF: the numeric options make sense (stage numbers, job counts, seeds);
+# otherwise one ERROR line naming the option and exit 1, before anything is written.
+hybrid_options_check() {
+  local self="$1" v
+  _hybrid_bad() { echo "ERROR: $self: $1; run '$self --help' for the valid options" >&2; exit 1; }
+  for v in stage stop_stage nj am_jobs; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || _hybrid_bad "--${v//_/-} '${!v}' is not a number (expected an integer >= 0)"
+  done
+  for v in nj am_jobs; do
+    [ "${!v}" -ge 1 ] || _hybrid_bad "--${v//_/-} ${!v}: need at least 1 job"
+  done
+  [ "$stage" -le "$hybrid_last_stage" ] ||
+    _hybrid_bad "--stage $stage: no such stage (the stages are 0-$hybrid_last_stage)"
+  [ "$stop_stage" -ge "$stage" ] ||
+    _hybrid_bad "--stop-stage $stop_stage is before --stage $stage, so nothing would run"
+  for v in $seeds $extra_seeds; do
+    [[ "$v" =~ ^[0-9]+$ ]] || _hybrid_bad "--seeds/--extra-seeds: '$v' is not a seed (expected integers >= 0)"
+  done
+
+  return 0
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lm2am.align.evaluate import score_ali_dir
 from lm2am.errors import cli_main
-from lm2am.io import atomic_write_text
+from lm2am.io import write_if_changed
 from lm2am.log import setup_logging
 
 
@@ -31,8 +31,8 @@ def main() -> None:
         return
     lines = [f"{name:<10} {s.summary()}" for name, s in sorted(scores.items())]
     text = f"alignment accuracy vs reference timings, {args.part} ({args.ali_dir}):\n" + "\n".join(lines)
-    atomic_write_text(args.ali_dir / f"accuracy_{args.part}.txt", text + "\n")
-    atomic_write_text(args.ali_dir / f"accuracy_{args.part}.json",
+    write_if_changed(args.ali_dir / f"accuracy_{args.part}.txt", text + "\n")
+    write_if_changed(args.ali_dir / f"accuracy_{args.part}.json",
                       json.dumps({k: v.as_dict() for k, v in sorted(scores.items())}, indent=1) + "\n")
     logging.info("%s", text)
 

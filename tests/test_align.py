@@ -45,7 +45,7 @@ def test_state_map_numbering():
     assert m.pdf_to_state.tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
     with pytest.raises(IndexError):
         m.pdf(2, 3)
-    with pytest.raises(Lm2amError, match="sil_prob"):
+    with pytest.raises(ValueError, match="sil_prob"):
         HmmTopo(sil_prob=1.0)
 
 

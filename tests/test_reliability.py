@@ -705,6 +705,135 @@ def case_disk_full_text(w, tmp):
     return Case(r, ["disk full", str(target)], absent=[target], clean=[target.parent])
 
 
+# ----- issue #19: faults found by an independent probe
+
+
+def _fbank_after_change(w: World, tmp: Path, change: Callable[[Path], None]) -> Case:
+    """Manifests made from a corpus copy, then its audio changed: the features stage must stop."""
+    from lm2am.data import prepare_manifests
+
+    corpus = _corpus_copy(w, tmp)
+    mdir = tmp / "manifests"
+    prepare_manifests(corpus, ["train-x"], mdir, num_jobs=1)
+    p = _flac(corpus, "100-1-0001")
+    change(p)
+    out = tmp / "fbank"
+    r = run_script(STEPS / "compute_fbank.py", "--parts", "train-x", mdir, out)
+    return Case(r, [str(p), "100-1-0001", "rerun the manifest stage"],
+                absent=[out / "cuts_train-x.jsonl.gz", out / ".train-x.done"], clean=[out])
+
+
+def case_fbank_audio_deleted_after_import(w, tmp):
+    return _fbank_after_change(w, tmp, lambda p: p.unlink())
+
+
+def case_fbank_audio_shorter_than_manifest(w, tmp):
+    def shorten(p):  # 0.3 s short: lhotse would pad it with silence (tolerance 0.5 s)
+        a, sr = sf.read(p)
+        sf.write(p, a[: len(a) - int(0.3 * sr)], sr)
+    return _fbank_after_change(w, tmp, shorten)
+
+
+def case_fbank_audio_truncated_after_import(w, tmp):
+    def cut(p):  # the FLAC header still announces the full length
+        p.write_bytes(p.read_bytes()[: p.stat().st_size * 6 // 10])
+    return _fbank_after_change(w, tmp, cut)
+
+
+def _recipe(tmp: Path) -> Path:
+    recipe = tmp / "s5"
+    recipe.mkdir()
+    for name in ("run.sh", "cmd.sh"):
+        shutil.copy(RECIPE / name, recipe / name)
+    shutil.copytree(RECIPE / "conf", recipe / "conf")
+    for link in ("steps", "utils", "local", "path.sh"):
+        os.symlink(REPO / link, recipe / link)
+    return recipe
+
+
+def _run_sh(tmp: Path, args: Sequence[str], names: Sequence[str]) -> Case:
+    recipe = _recipe(tmp)
+    before = sorted(p.name for p in recipe.iterdir())
+    r = run_subprocess(["./run.sh", *args], cwd=recipe, timeout=60)
+    after = sorted(p.name for p in recipe.iterdir())
+    assert after == before, f"run.sh {args} wrote {set(after) - set(before)}"
+    return Case(r, ["run.sh", *names], absent=[recipe / "exp", recipe / "data", recipe / "JOB=1:abc"])
+
+
+def case_run_sh_stage_out_of_range(w, tmp):
+    return _run_sh(tmp, ["--stage", "99"], ["--stage 99", "no such stage"])
+
+
+def case_run_sh_stop_stage_before_stage(w, tmp):
+    return _run_sh(tmp, ["--stage", "5", "--stop-stage", "3"], ["--stop-stage 3", "--stage 5"])
+
+
+def case_run_sh_stage_not_a_number(w, tmp):
+    return _run_sh(tmp, ["--stage", "abc"], ["--stage 'abc'", "not a number"])
+
+
+def case_run_sh_nj_zero(w, tmp):
+    return _run_sh(tmp, ["--nj", "0"], ["--nj 0", "at least 1"])
+
+
+def case_run_sh_nj_not_a_number(w, tmp):
+    return _run_sh(tmp, ["--nj", "abc"], ["--nj 'abc'", "not a number"])
+
+
+def case_job_range_not_a_number(w, tmp):
+    r = run_subprocess([REPO / "utils" / "run.sh", "JOB=1:abc", "log.JOB", "true"], cwd=tmp)
+    return Case(r, ["JOB=1:abc", "job range"], absent=[tmp / "JOB=1:abc", tmp / "log.JOB"])
+
+
+def case_config_out_of_range_mel_bins(w, tmp):
+    return _config_case(tmp, "features:\n  num_mel_bins: -3\n", ["features.num_mel_bins", "[1, 512]", "got -3"])
+
+
+def case_config_out_of_range_frame_shift(w, tmp):
+    return _config_case(tmp, "features:\n  frame_shift: 0\n", ["features.frame_shift", "(0, 1]", "got 0"])
+
+
+def case_config_duplicate_key(w, tmp):
+    return _config_case(tmp, "features:\n  num_mel_bins: 80\n  dither: 0.0\n  num_mel_bins: 40\n",
+                        ["line 4", "'num_mel_bins' given twice", "line 2"])
+
+
+def case_features_archive_missing(w, tmp):
+    f = tmp / "fbank"
+    shutil.copytree(w.fbank, f)
+    cuts = f / "cuts_train-x.jsonl.gz"
+    raw = gzip.decompress(cuts.read_bytes()).decode().replace(str(w.fbank), str(f))
+    cuts.write_bytes(gzip.compress(raw.encode()))
+    ark = f / "feats_train-x.lca"
+    ark.unlink()
+    out = tmp / "ali"
+    r = run_script(STEPS / "train_aligner.py", cuts, w.lang, out)
+    return Case(r, [str(ark), "missing", "stage 5"], absent=[out / "final.pt"], clean=[out])
+
+
+def case_kaldi_text_bom(w, tmp):
+    d = _kaldi_dir(w, tmp)
+    (d / "text").write_bytes(b"\xef\xbb\xbf" + (d / "text").read_bytes())
+    return _import(d, tmp, [str(d / "text"), "byte-order mark"])
+
+
+def case_kaldi_wav_scp_bom(w, tmp):
+    d = _kaldi_dir(w, tmp)
+    (d / "wav.scp").write_bytes(b"\xef\xbb\xbf" + (d / "wav.scp").read_bytes())
+    return _import(d, tmp, [str(d / "wav.scp"), "byte-order mark"])
+
+
+def case_lexicon_phone_not_in_phones(w, tmp):
+    lang = tmp / "lang"
+    shutil.copytree(w.lang, lang)
+    lex = lang / "lexicon.txt"
+    lex.write_text(lex.read_text().replace("HELLO HH EE LL LL OO", "HELLO HH EE QQ LL OO"))
+    out = tmp / "ali"
+    r = run_script(STEPS / "train_aligner.py", w.fbank / "cuts_train-x.jsonl.gz", lang, out)
+    return Case(r, [str(lex), "HELLO", "phone QQ", str(lang / "phones.txt")],
+                absent=[out / "final.pt"], clean=[out])
+
+
 CASES: Dict[str, Callable] = {name[5:]: fn for name, fn in sorted(globals().items())
                               if name.startswith("case_") and callable(fn)}
 NEEDS_AM = {"posteriors_wrong_vocab", "posteriors_scp_missing_ark", "posteriors_ark_truncated",
@@ -785,6 +914,151 @@ def test_validate_data_finds_problems(world: World, tmp_path: Path):
     cuts.to_file(f / "cuts_train-x.jsonl.gz")
     r = run_script(STEPS / "validate_data.py", "--fbank-dir", f, "--parts", "train-x")
     assert r.code == 1 and "which is missing" in r.last_line and "gone" in r.last_line, r.stderr
+
+
+def test_validate_data_compares_manifests_and_features(world: World, tmp_path: Path):
+    """A cut of the manifests without features is an error, unless the OOV policy dropped it."""
+    from lhotse import CutSet
+
+    f = tmp_path / "f"
+    shutil.copytree(world.fbank, f)
+    cuts = CutSet.from_file(f / "cuts_train-x.jsonl.gz").to_eager()
+    first = sorted(c.id for c in cuts)[0]
+    CutSet.from_cuts([c for c in cuts if c.id != first]).to_file(f / "cuts_train-x.jsonl.gz")
+    args = ["--manifest-dir", world.manifests, "--fbank-dir", f, "--parts", "train-x", "--no-read-features"]
+    r = run_script(STEPS / "validate_data.py", *args)
+    assert r.code == 1 and "FAILED" in r.stdout, r.stdout + r.stderr
+    assert first in r.last_line and "3 of the 4" not in r.last_line and "1 of the 4" in r.last_line, r.last_line
+    (f / "dropped_train-x.txt").write_text(first + "\n")  # what compute_fbank --lang writes
+    r = run_script(STEPS / "validate_data.py", *args)
+    assert r.code == 0 and "1 cuts dropped by the OOV policy" in r.stdout, r.stdout + r.stderr
+
+
+def test_fbank_follows_8khz_data(world: World, tmp_path: Path):
+    """8 kHz data imported with --sampling-rate 8000 gets 8 kHz filterbanks (no crash)."""
+    d = tmp_path / "kaldi"
+    d.mkdir()
+    ids = sorted(TRAIN)[:2]
+    for i, u in enumerate(ids):
+        sf.write(tmp_path / f"{u}.wav", np.random.default_rng(i).uniform(-0.1, 0.1, 8000 + 800 * i)
+                 .astype(np.float32), 8000, subtype="PCM_16")
+    (d / "wav.scp").write_text("".join(f"{u} {tmp_path / (u + '.wav')}\n" for u in ids))
+    (d / "text").write_text("".join(f"{u} {TRAIN[u]}\n" for u in ids))
+    (d / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in ids))
+    m, out = tmp_path / "manifests", tmp_path / "fbank"
+    r = run_script(REPO / "local" / "kaldi-data" / "import_data_dir.py", "--sampling-rate", "8000", d, "k", m)
+    assert r.code == 0, r.stderr
+    conf = tmp_path / "c.yaml"
+    conf.write_text("features: {num_jobs: 1, num_mel_bins: 40}\n")
+    r = run_script(STEPS / "compute_fbank.py", "--config", conf, "--parts", "k", m, out)
+    assert r.code == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    from lhotse import CutSet
+
+    cuts = CutSet.from_file(out / "cuts_k.jsonl.gz")
+    assert [c.sampling_rate for c in cuts] == [8000, 8000] and [c.num_frames for c in cuts] == [100, 110]
+    assert np.isfinite(cuts[0].load_features()).all()
+
+
+def test_import_done_marker_notices_changed_audio(world: World, tmp_path: Path):
+    d = tmp_path / "kaldi"
+    d.mkdir()
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.full(16000, 0.05, np.float32), 16000, subtype="PCM_16")
+    (d / "wav.scp").write_text(f"100-1-0000 {wav}\n")
+    (d / "text").write_text("100-1-0000 HELLO WORLD\n")
+    (d / "utt2spk").write_text("100-1-0000 100\n")
+    m = tmp_path / "manifests"
+    imp = REPO / "local" / "kaldi-data" / "import_data_dir.py"
+    assert run_script(imp, d, "k", m).code == 0
+    assert "already done" in run_script(imp, d, "k", m).stdout
+    sf.write(wav, np.full(24000, 0.05, np.float32), 16000, subtype="PCM_16")  # audio replaced
+    r = run_script(imp, d, "k", m)
+    assert r.code == 0 and "already done" not in r.stdout, r.stdout + r.stderr
+    from lhotse import load_manifest
+
+    assert [rec.num_samples for rec in load_manifest(m / "recordings_k.jsonl.gz")] == [24000]
+
+
+def _config_classes() -> list:
+    import dataclasses
+    import importlib
+    import typing
+
+    from lm2am.config import SECTIONS
+
+    specs = list(SECTIONS.values()) + ["lm2am.am.config:ModelConfig", "lm2am.am.config:SystemConfig",
+                                       "lm2am.am.config:TrainConfig", "lm2am.am.augment:AugmentConfig"]
+    out: list = []
+    stack = [getattr(importlib.import_module(m), c) for m, c in (x.split(":") for x in specs)]
+    while stack:
+        k = stack.pop()
+        if k in out:
+            continue
+        out.append(k)
+        hints = typing.get_type_hints(k)
+        for f in dataclasses.fields(k):
+            stack += [a for a in (hints[f.name],) + typing.get_args(hints[f.name]) if dataclasses.is_dataclass(a)]
+    return out
+
+
+#: numeric fields where every value of the type is meaningful, and why
+NO_RANGE = {("HeadConfig", "layer"): "negative counts from the top; checked against the encoder in resolved_layer"}
+
+
+def test_every_numeric_config_field_has_a_range_check():
+    """Each int/float field of every config dataclass rejects absurd values in __post_init__,
+    so check_config (stage 0) names the key instead of a later stage crashing."""
+    import dataclasses
+    import typing
+
+    from lm2am.config import from_dict
+    from lm2am.errors import Lm2amError
+
+    unchecked = []
+    for k in _config_classes():
+        hints = typing.get_type_hints(k)
+        for f in dataclasses.fields(k):
+            t = hints[f.name]
+            args = [a for a in typing.get_args(t) if a is not type(None)]
+            if not (t in (int, float) or (typing.get_origin(t) is typing.Union and args in ([int], [float]))):
+                continue
+            if (k.__name__, f.name) in NO_RANGE:
+                continue
+            for v in (-10**9, 10**12):
+                try:
+                    from_dict(k, {f.name: v}, "c.yaml: sec")
+                except Lm2amError as e:
+                    assert f.name in str(e), str(e)
+                    break
+            else:
+                unchecked.append(f"{k.__name__}.{f.name}")
+    assert not unchecked, f"numeric config fields without a range check: {unchecked}"
+
+
+def test_noop_rerun_does_not_rewrite_reports(world: World, tmp_path: Path):
+    from lm2am.io import write_if_changed
+    from lm2am.report.plots import pyplot, save_png
+
+    f = tmp_path / "fbank"
+    shutil.copytree(world.fbank, f)
+    args = ["--parts", "train-x", f]
+    assert run_script(STEPS / "data_summary.py", *args).code == 0
+    summary = f / "summary.txt"
+    old = time.time_ns() - 10**10
+    os.utime(summary, ns=(old, old))
+    assert run_script(STEPS / "data_summary.py", *args).code == 0
+    assert summary.stat().st_mtime_ns == old  # same content: not rewritten
+    p = tmp_path / "r.md"
+    assert write_if_changed(p, "a\n") and not write_if_changed(p, "a\n") and write_if_changed(p, "b\n")
+    assert p.read_text() == "b\n" and not leftovers(tmp_path)
+    png = tmp_path / "plot.png"
+    for i in range(2):
+        fig = pyplot().figure(figsize=(2, 2))
+        fig.gca().plot([0, 1], [1, 0])
+        save_png(fig, png)
+        if i == 0:
+            os.utime(png, ns=(old, old))
+    assert png.stat().st_mtime_ns == old
 
 
 # --------------------------------------------------------------------------- kill -9 and done markers

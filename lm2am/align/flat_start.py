@@ -40,6 +40,7 @@ from lm2am.align.model import MonoStateModel
 from lm2am.align.topo import HmmTopo, PhoneTable, StateMap
 from lm2am.errors import Lm2amError
 from lm2am.log import TensorBoard
+from lm2am.config import check_range
 
 log = logging.getLogger("lm2am.align")
 
@@ -75,6 +76,20 @@ class AlignConfig:
     prior_scale: float = 0.5
     prior_momentum: float = 0.1
     max_train_utts: Optional[int] = None  # stage only: train on at most this many (evenly spread)
+
+    def __post_init__(self) -> None:
+        check_range(self, "epochs", 1)
+        check_range(self, "batch_size", 1)
+        check_range(self, "hidden_dim", 1)
+        check_range(self, "num_layers", 1)
+        check_range(self, "kernel_size", 1)
+        check_range(self, "max_train_utts", 1)
+        check_range(self, "lr", 0, lo_open=True)
+        check_range(self, "seed", 0)
+        check_range(self, "output_beam", 0, lo_open=True)
+        check_range(self, "grad_clip", 0)
+        check_range(self, "prior_scale", 0, 1)
+        check_range(self, "prior_momentum", 0, 1)
 
 
 @dataclass

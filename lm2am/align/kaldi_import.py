@@ -332,7 +332,7 @@ def _phone_tables(kaldi_phones: Path, lang_dir: Path) -> _PhoneTables:
             lut[kid] = lm
     return _PhoneTables(lm_phones=lm_phones, lm_phones_file=lang_dir / "phones.txt", knames={v: k for k, v in kphones.items()}, pmap=pmap,
                         positional=positional, silence=_silence_ids(lang_dir, lm_phones),
-                        lexicon=None if positional else read_lexicon(lang_dir),
+                        lexicon=None if positional else read_lexicon(lang_dir, check_phones=True),
                         num_phones=max(lm_phones.values()) + 1, lut=lut)
 
 

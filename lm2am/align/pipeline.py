@@ -27,6 +27,7 @@ from lm2am.align.topo import HmmTopo
 from lm2am.errors import Lm2amError
 from lm2am.io import atomic_path, atomic_write_text
 from lm2am.lang import read_phone_list
+from lm2am.data.features import load_features
 
 log = logging.getLogger("lm2am.align")
 
@@ -35,7 +36,7 @@ def load_lexicon(lang_dir: Path | str) -> Dict[str, List[str]]:
     """word -> first pronunciation."""
     from lm2am.lang import read_lexicon
 
-    return {w: list(prons[0]) for w, prons in read_lexicon(lang_dir).items()}
+    return {w: list(prons[0]) for w, prons in read_lexicon(lang_dir, check_phones=True).items()}
 
 
 def cut_inputs(cuts) -> Tuple[List[str], List[np.ndarray], List[List[str]]]:
@@ -45,7 +46,7 @@ def cut_inputs(cuts) -> Tuple[List[str], List[np.ndarray], List[List[str]]]:
     ids, feats, texts = [], [], []
     for c in tqdm(cuts, desc="load features", unit="cut", disable=None, leave=False):
         ids.append(c.id)
-        feats.append(c.load_features())
+        feats.append(load_features(c))
         texts.append(c.supervisions[0].text.split())
     return ids, feats, texts
 

@@ -45,14 +45,12 @@ class HmmTopo:
     silence_phones: Tuple[str, ...] = ("SIL", "SPN")
 
     def __post_init__(self) -> None:
-        if self.num_states < 1 or self.sil_num_states < 1:
-            raise Lm2amError(f"HmmTopo: num_states ({self.num_states}) and sil_num_states "
-                             f"({self.sil_num_states}) must be >= 1")
-        if not 0.0 < self.sil_prob < 1.0:
-            raise Lm2amError(f"HmmTopo: sil_prob must be in (0, 1), got {self.sil_prob}")
-        if self.self_loop_prob is not None and not 0.0 < self.self_loop_prob < 1.0:
-            raise Lm2amError(f"HmmTopo: self_loop_prob must be in (0, 1) or None, "
-                             f"got {self.self_loop_prob}")
+        from lm2am.config import check_range
+
+        check_range(self, "num_states", 1)
+        check_range(self, "sil_num_states", 1)
+        check_range(self, "sil_prob", 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range(self, "self_loop_prob", 0.0, 1.0, lo_open=True, hi_open=True)
         self.silence_phones = tuple(self.silence_phones)
 
     @property

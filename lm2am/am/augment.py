@@ -25,6 +25,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+from lm2am.config import check_range
 
 import numpy as np
 
@@ -60,6 +61,13 @@ class AugmentConfig:
     high_freq: float = 0.0
 
     def __post_init__(self) -> None:
+        check_range(self, "freq_masks", 0)
+        check_range(self, "freq_mask_width", 0)
+        check_range(self, "time_masks", 0)
+        check_range(self, "time_mask_width", 0)
+        check_range(self, "sample_rate", 1000, 384000)
+        check_range(self, "low_freq", 0)
+        check_range(self, "high_freq", -self.sample_rate / 2, self.sample_rate / 2)
         if self.vtlp and (len(self.vtlp) != 2 or not 0.5 < self.vtlp[0] <= self.vtlp[1] < 2.0):
             raise ValueError(f"vtlp must be [low, high] with 0.5 < low <= high < 2, got {self.vtlp}")
         if any(not 0.5 <= s <= 2.0 for s in self.time_stretch):

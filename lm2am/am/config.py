@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from lm2am.config import from_dict, read_yaml
 from lm2am.errors import Lm2amError
+from lm2am.config import check_range
 
 if TYPE_CHECKING:  # the augment module imports numpy; configs stay light
     from lm2am.am.augment import AugmentConfig
@@ -81,6 +82,8 @@ class ModelConfig:
     input_norm: str = "global"
 
     def __post_init__(self) -> None:
+        check_range(self, "bottleneck_dim", 0)
+        check_range(self, "head_bottleneck_dim", 0)
         if self.input_norm not in INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         if self.preset not in MODEL_PRESETS:
@@ -269,6 +272,17 @@ class TrainConfig:
     augment: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_range(self, "weight_decay", 0)
+        check_range(self, "warmup_steps", 0)
+        check_range(self, "final_lr_ratio", 0, 1)
+        check_range(self, "num_buckets", 1)
+        check_range(self, "grad_clip", 0)
+        check_range(self, "seed", 0)
+        check_range(self, "checkpoint_every_steps", 0)
+        check_range(self, "num_workers", 0)
+        check_range(self, "num_threads", 0)
+        check_range(self, "log_every_steps", 1)
+        check_range(self, "max_consecutive_nan", 1)
         self.augment_config()  # unknown or bad augment keys fail here, naming the key
         if self.schedule not in ("warmup_cosine", "noam", "constant"):
             raise ValueError(f"schedule must be warmup_cosine, noam or constant, got {self.schedule!r}")

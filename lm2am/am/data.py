@@ -35,6 +35,7 @@ import torch
 
 from lm2am.errors import Lm2amError
 from lm2am.frames import num_subsampled, subsample
+from lm2am.data.features import load_features
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class AmDataset(torch.utils.data.Dataset):
         feats: List[np.ndarray] = []
         labels: Dict[str, List[np.ndarray]] = {k: [] for k in TARGET_FIELDS}
         for c in cuts:
-            x = c.load_features()
+            x = load_features(c)
             if x.shape[1] != self.mean.shape[0]:
                 raise Lm2amError(f"cut {c.id}: {x.shape[1]}-dim features but the CMVN stats have "
                                  f"{self.mean.shape[0]} dims; recompute CMVN for these features")

@@ -18,7 +18,7 @@ import torch
 from lm2am.am.config import SystemConfig
 from lm2am.am.losses import eval_stats
 from lm2am.config import from_dict
-from lm2am.io import atomic_write_text
+from lm2am.io import write_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def evaluate_exp(model_path: Path | str, paths: Any, part: str, device: str = "c
     res: Dict[str, Any] = {"system": system.name, "model": str(model_path), "part": part}
     res.update(evaluate_model(model, loader, system, dev))
     out_json = Path(out_json) if out_json else model_path.parent / f"eval_{part}.json"
-    atomic_write_text(out_json, json.dumps(res, indent=1, sort_keys=True) + "\n")
+    write_if_changed(out_json, json.dumps(res, indent=1, sort_keys=True) + "\n")
     log.info("%s on %s: main frame accuracy %.4f (%s)", system.name, part, res["main_acc"],
              ", ".join(f"{k} {v:.4f}" for k, v in res.items()
                        if k.endswith("_acc") and k != "main_acc"))

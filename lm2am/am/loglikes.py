@@ -35,6 +35,7 @@ import torch
 
 from lm2am.errors import Lm2amError
 from lm2am.io import DoneMarker, atomic_path, atomic_write_text
+from lm2am.data.features import load_features
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def _batch_loglikes(model: Any, batch: List[Any], mean: torch.Tensor, std: torch
         if not c.has_features:
             raise Lm2amError(f"{cuts_path}: cut {c.id} has no features; use the features "
                              "stage's cuts (data/fbank/cuts_<part>.jsonl.gz)")
-        x = c.load_features()
+        x = load_features(c)
         if x.ndim != 2 or x.shape[1] != model.cfg.feat_dim:
             raise Lm2amError(f"cut {c.id}: features of shape {x.shape} but {model_path} takes "
                              f"{model.cfg.feat_dim}-dim features")

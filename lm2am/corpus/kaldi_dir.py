@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from lm2am.errors import Lm2amError
+from lm2am.io import reject_bom
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def read_kaldi_table(path: Path, min_fields: int = 2, max_fields: Optional[int] 
     is then ``""``) so the caller can give a more specific message.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = reject_bom(path, path.read_text(encoding="utf-8")).splitlines()
     except UnicodeDecodeError as e:
         raise Lm2amError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode it as UTF-8") from None
     out: Dict[str, _Entry] = {}
@@ -160,6 +161,19 @@ def _wav_truncated(path: Path) -> Optional[str]:
                 f.seek(n + (n & 1), 1)
     except OSError:
         return None
+
+
+def audio_files(data_dir: Path | str) -> List[Path]:
+    """The audio files named by ``data_dir/wav.scp`` (file entries; commands cannot be listed),
+    for the importer's done marker: an edited or replaced recording re-runs the import."""
+    wav_scp = Path(data_dir) / "wav.scp"
+    if not wav_scp.is_file():
+        return []
+    try:
+        table = read_kaldi_table(wav_scp)
+    except Lm2amError:
+        return []  # the import itself reports it
+    return sorted({Path(e.value) for e in table.values() if not e.value.endswith("|")})
 
 
 def _require(data_dir: Path, name: str) -> Path:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from lm2am.errors import Lm2amError
 from lm2am.io import atomic_path, save_manifest
+from lm2am.config import check_range
 
 
 @dataclass
@@ -25,14 +26,124 @@ class FbankConfig:
     dither: float = 0.0  # 0 keeps features bit-identical between runs
     num_jobs: int = 2
 
+    def __post_init__(self) -> None:
+        check_range(self, "num_mel_bins", 1, 512)
+        check_range(self, "frame_shift", 0, 1, lo_open=True)
+        check_range(self, "frame_length", 0, 1, lo_open=True)
+        check_range(self, "dither", 0)
+        check_range(self, "num_jobs", 1)
 
-def fbank_extractor(cfg: FbankConfig):
-    """The lhotse Fbank extractor for ``cfg``."""
+
+def fbank_extractor(cfg: FbankConfig, sampling_rate: int = 16000):
+    """The lhotse Fbank extractor for ``cfg`` and audio at ``sampling_rate`` Hz (the data's rate:
+    8 kHz telephone data gets 8 kHz filterbanks, not a crash)."""
     from lhotse import Fbank
     from lhotse import FbankConfig as LhotseFbankConfig
 
     return Fbank(LhotseFbankConfig(num_filters=cfg.num_mel_bins, frame_shift=cfg.frame_shift,
-                                   frame_length=cfg.frame_length, dither=cfg.dither))
+                                   frame_length=cfg.frame_length, dither=cfg.dither,
+                                   sampling_rate=sampling_rate))
+
+
+#: the audio of a cut whose recording lives in a file must hold exactly the manifest's samples
+_FIX = ("restore the file, or rerun the manifest stage (stage 3) to re-import the corpus "
+        "(with manifests.missing_audio: skip to leave missing recordings out)")
+
+
+def part_sampling_rate(cuts: Iterable, name: str) -> int:
+    """The one sampling rate of ``cuts`` (16000 when empty); Lm2amError if they mix rates."""
+    rates: dict = {}
+    for c in cuts:
+        rates.setdefault(int(c.sampling_rate), c.id)
+    if len(rates) > 1:
+        (r1, c1), (r2, c2) = sorted(rates.items())[:2]
+        raise Lm2amError(f"{name}: cuts at {r1} Hz ({c1}) and {r2} Hz ({c2}) in one part; "
+                         "resample the audio to one rate (manifests.sampling_rate)")
+    return next(iter(rates), 16000)
+
+
+def check_cut_audio(cut, cache: Optional[dict] = None) -> None:
+    """The audio file(s) of ``cut``'s recording still match the manifest: present, readable,
+    same sample rate and sample count. Lm2amError naming the file otherwise (lhotse would drop
+    the cut with a warning, or pad audio up to 0.5 s short with silence). Command and URL
+    sources are not checked here; :func:`_check_all_kept` catches what they lose."""
+    import soundfile as sf
+
+    rec = getattr(cut, "recording", None)
+    if rec is None:
+        return
+    for src in rec.sources:
+        if src.type != "file":
+            continue
+        path = src.source
+        key = (path, rec.id)
+        if cache is not None and key in cache:
+            continue
+        where = f"{path}: audio of {rec.id}"
+        if not os.path.isfile(path):
+            raise Lm2amError(f"{where} is missing; {_FIX}")
+        try:
+            info = sf.info(path)
+            rate, frames = int(info.samplerate), int(info.frames)
+        except Exception as e:
+            try:  # formats libsndfile cannot read: lhotse's other backends
+                from lhotse.audio import info as lhotse_info
+
+                li = lhotse_info(path)
+                rate, frames = int(li.samplerate), int(li.frames)
+            except Exception:
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise Lm2amError(f"{where} is unreadable ({msg[:160]}); {_FIX}") from None
+        if not rec.transforms:
+            if rate != rec.sampling_rate:
+                raise Lm2amError(f"{where} is {rate} Hz but the manifest says {rec.sampling_rate} Hz "
+                                 f"(the file changed after the manifests were made); {_FIX}")
+            if frames != rec.num_samples:
+                raise Lm2amError(f"{where} holds {frames} samples but the manifest says "
+                                 f"{rec.num_samples} (the file changed after the manifests were "
+                                 f"made); {_FIX}")
+        if cache is not None:
+            cache[key] = True
+
+
+def _check_all_kept(cuts_in: list, cuts_out: Iterable, part: str) -> None:
+    """lhotse drops a cut whose audio fails to load (with a warning): make that an error that
+    names the audio and the reason, so no utterance disappears silently."""
+    kept = {c.id for c in cuts_out}
+    lost = [c for c in cuts_in if c.id not in kept]
+    if not lost:
+        return
+    c = lost[0]
+    srcs = [s.source for s in c.recording.sources] if getattr(c, "recording", None) else [c.id]
+    why = "lhotse dropped it"
+    try:
+        c.load_audio()
+    except Exception as e:
+        import re
+
+        text = str(e)
+        m = re.search(r"^Exception #0 \(.*?\): <class '[\w.]+'>: (.+)$", text, re.M)  # lhotse's
+        why = (m.group(1) if m else (text.splitlines() or [type(e).__name__])[0])[:160]
+    raise Lm2amError(f"{srcs[0]}: audio of cut {c.id} could not be read ({why}; {len(lost)} of "
+                     f"{len(cuts_in)} cuts of {part} affected); {_FIX}")
+
+
+def load_features(cut, what: str = "features") -> np.ndarray:
+    """``cut.load_features()`` with one-line errors: a missing or unreadable feature archive
+    names the file and the stage to rerun (instead of a FileNotFoundError traceback)."""
+    try:
+        return cut.load_features()
+    except FileNotFoundError as e:
+        path = e.filename or getattr(getattr(cut, "features", None), "storage_path", "?")
+        raise Lm2amError(f"{path}: feature archive of cut {cut.id} is missing; rerun the features "
+                         "stage (stage 5: steps/compute_fbank.py)") from None
+    except Lm2amError:
+        raise
+    except Exception as e:
+        path = getattr(getattr(cut, "features", None), "storage_path", "?")
+        msg = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise Lm2amError(f"{path}: features of cut {cut.id} are unreadable ({msg}); rerun the "
+                         "features stage (stage 5: steps/compute_fbank.py)") from None
 
 
 def compute_fbank(cuts, part: str, fbank_dir: Path | str, cfg: FbankConfig):
@@ -48,11 +159,17 @@ def compute_fbank(cuts, part: str, fbank_dir: Path | str, cfg: FbankConfig):
     if storage.exists():
         shutil.rmtree(storage) if storage.is_dir() else storage.unlink()
     fbank_dir.mkdir(parents=True, exist_ok=True)
-    cuts = cuts.compute_and_store_features(
-        extractor=fbank_extractor(cfg), storage_path=storage, num_jobs=cfg.num_jobs,
+    cuts_in = list(cuts)
+    cache: dict = {}
+    for c in cuts_in:
+        check_cut_audio(c, cache)
+    rate = part_sampling_rate(cuts_in, f"part '{part}'")
+    out_cuts = cuts.compute_and_store_features(
+        extractor=fbank_extractor(cfg, rate), storage_path=storage, num_jobs=cfg.num_jobs,
         storage_type=LilcomChunkyWriter, progress_bar=True,
     )
-    cuts = cuts.to_eager()
+    cuts = out_cuts.to_eager()
+    _check_all_kept(cuts_in, cuts, f"part {part}")
     check_feature_frames(cuts, cfg.frame_shift)
     out = fbank_dir / f"cuts_{part}.jsonl.gz"
     save_manifest(cuts, out)
@@ -66,9 +183,19 @@ def _fbank_chunk(job: Tuple[list, str, FbankConfig]) -> list:
 
     cuts, storage_file, cfg = job
     torch.set_num_threads(1)  # one process per core already
-    extractor = fbank_extractor(cfg)
+    cache: dict = {}
+    for c in cuts:
+        check_cut_audio(c, cache)
+    extractor = fbank_extractor(cfg, part_sampling_rate(cuts, storage_file))
+    out = []
     with LilcomChunkyWriter(storage_file) as writer:
-        return [c.compute_and_store_features(extractor, writer) for c in cuts]
+        for c in cuts:
+            try:
+                out.append(c.compute_and_store_features(extractor, writer))
+            except Exception:
+                _check_all_kept([c], [], storage_file)  # raises, naming the audio
+                raise
+    return out
 
 
 
@@ -171,7 +298,7 @@ def compute_global_cmvn(cuts, out_path: Path | str) -> Tuple[np.ndarray, np.ndar
     with tqdm(total=_known_len(cuts), desc="CMVN stats", unit="cut", mininterval=2,
               disable=None) as bar:
         for c in cuts:
-            feats = c.load_features().astype(np.float64)
+            feats = load_features(c).astype(np.float64)
             if total is None:
                 total = np.zeros((2, feats.shape[1] + 1))
             total[0, :-1] += feats.sum(0)

@@ -15,7 +15,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from tqdm import tqdm
 
 from lm2am.errors import Lm2amError
-from lm2am.io import save_manifest
+from lm2am.io import reject_bom, save_manifest
+from lm2am.config import check_range
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ class ManifestConfig:
     min_duration: float = 0.2  # seconds; shorter recordings are errors (likely truncated)
 
     def __post_init__(self) -> None:
+        check_range(self, "sampling_rate", 1000, 384000)
+        check_range(self, "min_duration", 0)
         if self.missing_audio not in ("fail", "skip"):
             raise ValueError(f"missing_audio must be 'fail' or 'skip', got {self.missing_audio!r}")
 
@@ -67,7 +70,7 @@ def _read_trans_file(tf: Path, seen: Dict[str, Path]) -> List[Tuple[str, str, Pa
     """(utt, text, audio path) of each line of one ``*.trans.txt``, with one-line errors for
     bad encoding, empty transcripts and ids already in ``seen`` (updated)."""
     try:
-        lines = tf.read_text(encoding="utf-8").splitlines()
+        lines = reject_bom(tf, tf.read_text(encoding="utf-8")).splitlines()
     except UnicodeDecodeError as e:
         raise Lm2amError(f"{tf}: not valid UTF-8 (byte {e.start}); re-encode the transcript as UTF-8") from None
     entries: List[Tuple[str, str, Path]] = []

@@ -139,6 +139,48 @@ def check_features(fbank_dir: Path | str, part: str, read_data: bool = True) -> 
     return frames
 
 
+def dropped_path(fbank_dir: Path | str, part: str) -> Path:
+    """``<fbank_dir>/dropped_<part>.txt``: ids of the manifest's cuts the features stage left
+    out on purpose (the lang's OOV policy), one per line; absent when none were."""
+    return Path(fbank_dir) / f"dropped_{part}.txt"
+
+
+def write_dropped(fbank_dir: Path | str, part: str, ids: List[str]) -> None:
+    """Record the cuts the OOV policy dropped (or remove a stale list when none were)."""
+    from lm2am.io import atomic_write_text
+
+    path = dropped_path(fbank_dir, part)
+    if ids:
+        atomic_write_text(path, "".join(f"{i}\n" for i in ids))
+    elif path.exists():
+        path.unlink()
+
+
+def check_counts(manifest_dir: Path | str, fbank_dir: Path | str, part: str,
+                 feature_ids: List[str]) -> int:
+    """Every cut of the manifest has features, or is listed as dropped by the OOV policy, and
+    every feature cut comes from the manifest: no utterance lost silently. Returns the number
+    of cuts dropped on purpose."""
+    from lhotse import CutSet
+
+    mpath = manifest_paths(manifest_dir, part)["cuts"]
+    fpath = Path(fbank_dir) / f"cuts_{part}.jsonl.gz"
+    dpath = dropped_path(fbank_dir, part)
+    manifest_ids = [c.id for c in CutSet.from_jsonl_lazy(mpath)]
+    dropped = set(dpath.read_text().split()) if dpath.is_file() else set()
+    have = set(feature_ids)
+    extra = sorted(have - set(manifest_ids))
+    if extra:
+        raise Lm2amError(f"{fpath}: cut {extra[0]} ({len(extra)} in all) is not in {mpath}; "
+                         "rerun the features stage on these manifests")
+    lost = [i for i in manifest_ids if i not in have and i not in dropped]
+    if lost:
+        raise Lm2amError(f"{fpath}: {len(lost)} of the {len(manifest_ids)} cuts of {mpath} have no "
+                         f"features (e.g. {lost[0]}) and were not dropped by the OOV policy; rerun "
+                         "the features stage (stage 5), which names the audio it cannot read")
+    return len(manifest_ids) - len(have)
+
+
 def check_targets(targets_dir: Path | str, part: str,
                   feature_frames: Optional[Dict[str, int]] = None) -> str:
     """Read every frame target vector of ``part``; lengths must equal the feature frames."""
@@ -177,7 +219,12 @@ def validate_part(part: str, manifest_dir: Optional[Path | str] = None,
     frames = None
     if fbank_dir is not None:
         frames = check_features(fbank_dir, part, read_data=read_features)
-        report.checked.append(f"features: {len(frames)} cuts, {sum(frames.values())} frames")
+        line = f"features: {len(frames)} cuts, {sum(frames.values())} frames"
+        if manifest_dir is not None:
+            n = check_counts(manifest_dir, fbank_dir, part, list(frames))
+            if n:
+                line += f" ({n} cuts dropped by the OOV policy: {dropped_path(fbank_dir, part)})"
+        report.checked.append(line)
     if targets_dir is not None:
         report.checked.append(check_targets(targets_dir, part, frames))
     return report

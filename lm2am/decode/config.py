@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from lm2am.config import check_range
 
 __all__ = ["DecodeConfig", "Beams"]
 
@@ -36,6 +37,7 @@ class DecodeConfig:
     frame_shift: float = 0.01
 
     def __post_init__(self) -> None:
+        check_range(self, "frame_shift", 0, 1, lo_open=True)
         if self.acoustic_scale <= 0:
             raise ValueError(f"acoustic_scale must be > 0, got {self.acoustic_scale}")
         if self.search_beam <= 0 or self.output_beam <= 0:

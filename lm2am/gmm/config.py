@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import List, Optional
+from lm2am.config import check_range
 
 # Kaldi's train_mono.sh schedule (40 iterations).
 KALDI_REALIGN_ITERS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 23, 26, 29, 32, 35, 38]
@@ -60,6 +61,21 @@ class GmmConfig:
     decode_scales: List[float] = field(default_factory=lambda: [0.0588, 0.0714, 0.0833, 0.1, 0.125, 0.143])
 
     def __post_init__(self) -> None:
+        check_range(self, "max_iter_inc", 0)
+        check_range(self, "power", 0, 1)
+        check_range(self, "min_gaussian_occupancy_first", 0)
+        check_range(self, "acoustic_scale", 0, lo_open=True)
+        check_range(self, "decode_scales", 0, lo_open=True)
+        check_range(self, "transition_scale", 0)
+        check_range(self, "self_loop_scale", 0)
+        check_range(self, "beam_first", 0, lo_open=True)
+        check_range(self, "beam", 0, lo_open=True)
+        check_range(self, "retry_beam_factor", 1)
+        check_range(self, "max_train_utts", 1)
+        check_range(self, "seed", 0)
+        check_range(self, "decode_beam", 0, lo_open=True)
+        check_range(self, "decode_max_active", 1)
+        check_range(self, "realign_iters", 0)
         if self.features not in ("mfcc", "fbank"):
             raise ValueError(f"features must be mfcc or fbank, got {self.features!r}")
         if self.cmvn not in ("global", "utterance"):

@@ -21,6 +21,7 @@ import numpy as np
 
 from lm2am.errors import Lm2amError
 from lm2am.gmm.model import GmmSystem
+from lm2am.data.features import load_features
 
 log = logging.getLogger("lm2am.gmm")
 
@@ -89,7 +90,7 @@ def decode_cuts(system: GmmSystem, graph_dir: Union[Path, str], cuts, scales: Se
         res.hyps_by_scale[s], res.seconds_by_scale[s], res.partial[s] = {}, 0.0, []
     for c in cuts:
         t0 = time.time()
-        f = system.transform(c.load_features())
+        f = system.transform(load_features(c))
         pll = params.pdf_loglikes(params.component_loglikes(f))
         res.likelihood_seconds += time.time() - t0
         res.audio_seconds += c.duration

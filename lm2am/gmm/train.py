@@ -30,6 +30,7 @@ from lm2am.gmm.features import FeatureTransform
 from lm2am.gmm.graphs import TrainingGraph, compile_graph, transition_costs
 from lm2am.gmm.model import GmmSystem, monophone_tree
 from lm2am.gmm.viterbi import equal_align, tid_matrix, viterbi_align
+from lm2am.data.features import load_features
 
 log = logging.getLogger("lm2am.gmm")
 
@@ -214,8 +215,8 @@ def train_gmm_mono(cuts, lang_dir, out_dir, cfg: GmmConfig, topo: HmmTopo) -> Li
     t0 = time.time()
     transform = FeatureTransform.from_config(cfg)
     if cfg.cmvn == "global":
-        transform.fit(c.load_features() for c in cuts)
-    feats = [transform(c.load_features()) for c in cuts]
+        transform.fit(load_features(c) for c in cuts)
+    feats = [transform(load_features(c)) for c in cuts]
     log.info("GMM features: %s%s, %s CMVN, dim %d, %d utterances, %d frames (%.1f s)", cfg.features,
              " + deltas" if cfg.deltas else "", cfg.cmvn, feats[0].shape[1], len(feats),
              sum(f.shape[0] for f in feats), time.time() - t0)

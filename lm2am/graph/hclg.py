@@ -25,6 +25,7 @@ from lm2am.graph.ngram import NgramConfig, estimate_ngram_from_file
 from lm2am.io import atomic_path, atomic_write_text
 from lm2am.kaldi import kaldi_wheels
 from lm2am.tree import ContextTree
+from lm2am.config import check_range
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class GraphConfig:
     add_train_transcripts: bool = False
 
     def __post_init__(self) -> None:
+        check_range(self, "self_loop_scale", 0)
         if isinstance(self.lm, Mapping):
             self.lm = NgramConfig(**self.lm)
         if self.max_hclg_arcs < 1:

@@ -57,7 +57,8 @@ def read_lang(lang_dir: Union[Path, str], sil_phone: str = "SIL") -> Lang:
             raise Lm2amError(f"{lex_path} line {n}: word {f[0]} is not in words.txt; rerun the lang stage")
         for p in f[1:]:
             if p not in pid:
-                raise Lm2amError(f"{lex_path} line {n}: phone {p} is not in phones.txt; rerun the lang stage")
+                raise Lm2amError(f"{lex_path} line {n}: word {f[0]} uses phone {p}, which is not in "
+                                 f"{lang_dir / 'phones.txt'}; rerun the lang stage (steps/prepare_lang.py)")
             if p.startswith("#"):
                 used_disambig.add(p)
         lexicon.append((f[0], tuple(f[1:])))

@@ -5,9 +5,10 @@ reads a lang dir (or a Kaldi symbol table) uses them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from lm2am.errors import Lm2amError
+from lm2am.io import reject_bom
 from lm2am.lang.phones import Pron
 
 
@@ -24,7 +25,7 @@ def symbols_text(symbols: Sequence[str]) -> str:
 def read_utf8_lines(path: Path) -> List[str]:
     """The lines of a UTF-8 text file; :class:`Lm2amError` naming the byte if it is not UTF-8."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return reject_bom(path, path.read_text(encoding="utf-8")).splitlines()
     except UnicodeDecodeError as e:
         raise Lm2amError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode it as UTF-8 or "
                          "rerun the lang stage") from None
@@ -44,18 +45,35 @@ def read_symbols(path: Path | str) -> Dict[str, int]:
     return table
 
 
-def read_lexicon(lang_dir: Path | str) -> Dict[str, List[Pron]]:
-    """Read ``lang_dir/lexicon.txt`` as ``word -> [pronunciation, ...]`` (file order)."""
+def read_lexicon(lang_dir: Path | str, check_phones: bool = False) -> Dict[str, List[Pron]]:
+    """Read ``lang_dir/lexicon.txt`` as ``word -> [pronunciation, ...]`` (file order).
+
+    With ``check_phones`` every phone must be in ``lang_dir/phones.txt``; otherwise one line
+    naming both files, the word and the phone."""
     path = Path(lang_dir) / "lexicon.txt"
     if not path.is_file():
         raise Lm2amError(f"{path} is missing; run the lang stage (steps/prepare_lang.py)")
+    phones_txt = Path(lang_dir) / "phones.txt"
+    known = read_symbols(phones_txt) if check_phones else None
     lex: Dict[str, List[Pron]] = {}
     for n, line in enumerate(read_utf8_lines(path), 1):
         fields = line.split()
         if len(fields) < 2:
             raise Lm2amError(f"{path} line {n}: expected 'WORD P1 P2 ...', got {line!r}; rerun the lang stage")
+        if known is not None:
+            check_pron_phones(fields[1:], known, f"{path} line {n}", fields[0], phones_txt)
         lex.setdefault(fields[0], []).append(tuple(fields[1:]))
     return lex
+
+
+def check_pron_phones(pron: Sequence[str], known: Mapping[str, int], where: str, word: str,
+                      phones_txt: Path | str) -> None:
+    """Every phone of ``word``'s pronunciation is in the phone table ``known`` (read from
+    ``phones_txt``); else :class:`Lm2amError` naming ``where``, the word, the phone and the table."""
+    for p in pron:
+        if p not in known:
+            raise Lm2amError(f"{where}: word {word} uses phone {p}, which is not in {phones_txt}; "
+                             "rerun the lang stage (steps/prepare_lang.py) so both files agree")
 
 
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from lm2am.errors import Lm2amError
+from lm2am.config import check_range
 
 __all__ = ["LmConfig", "TransformerLM", "ARCHS", "POSTERIOR_KEYS"]
 
@@ -83,6 +84,7 @@ class LmConfig:
     units: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per-unit overrides
 
     def __post_init__(self) -> None:
+        check_range(self, "seed", 0)
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         for name in ("num_layers", "d_model", "num_heads", "ffn_dim", "max_len", "epochs",

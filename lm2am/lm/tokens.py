@@ -107,7 +107,7 @@ class TextTokenizer:
     def __init__(self, lang_dir: PathLike, tree: Any = None, sp: Any = None,
                  unk_word: str = "<UNK>"):
         self.lang_dir = Path(lang_dir)
-        self.lexicon = read_lexicon(self.lang_dir)
+        self.lexicon = read_lexicon(self.lang_dir, check_phones=True)
         self.phone_ids = read_symbols(self.lang_dir / "phones.txt")
         self.silence = set(_read_silence_phones(self.lang_dir, self.phone_ids))
         self.tree = tree
@@ -155,8 +155,8 @@ class TextTokenizer:
         try:
             return tuple(self.phone_ids[p] for p in pron)
         except KeyError as e:
-            raise Lm2amError(f"{self.lang_dir / 'lexicon.txt'}: word {word!r} uses phone {e.args[0]!r} "
-                             "that phones.txt lacks; rerun the lang stage") from None
+            raise Lm2amError(f"{self.lang_dir / 'lexicon.txt'}: word {word} uses phone {e.args[0]}, "
+                             f"which is not in {self.lang_dir / 'phones.txt'}; rerun the lang stage") from None
 
     def pron(self, word: str) -> Tuple[int, ...]:
         """Phone ids of ``word``'s first pronunciation (OOV: ``unk_word``'s), silence included."""

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from lm2am.io import atomic_path
+from lm2am.io import write_if_changed
 from lm2am.report.results import Row, mean_std
 
 
@@ -26,12 +26,15 @@ def pyplot():
 
 def save_png(fig, path: Path | str, dpi: int = 110, bbox_inches: Optional[str] = "tight") -> None:
     """Write ``fig`` as a PNG atomically and close it."""
-    with atomic_path(Path(path)) as tmp:
-        if bbox_inches is None:
-            fig.savefig(tmp, format="png", dpi=dpi)
-        else:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches=bbox_inches)
+    import io
+
+    buf = io.BytesIO()
+    if bbox_inches is None:
+        fig.savefig(buf, format="png", dpi=dpi)
+    else:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches=bbox_inches)
     pyplot().close(fig)
+    write_if_changed(Path(path), buf.getvalue())  # a rerun with the same figure leaves the file
 
 
 def _segments(ids: np.ndarray):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from lm2am.errors import Lm2amError
-from lm2am.io import atomic_write_text
+from lm2am.io import write_if_changed
 from lm2am.report.results import Row, extra_row, mean_std, relative_change, system_row
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,6 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
         rel_plot = str(plot_path.resolve())
     text = results_markdown(rows, dev_part, test_parts, baseline, _header(header_notes, baseline), rel_plot)
     text = _append_sections(text, sections, out_md)
-    atomic_write_text(out_md, text)
+    write_if_changed(out_md, text)
     log.info("%s: %d rows; %s", out_md, len(rows), plot_path)
     return rows

@@ -10,6 +10,7 @@ import numpy as np
 from lm2am.targets.checks import check_targets
 from lm2am.targets.rules import FrameTargets, make_frame_targets
 from lm2am.targets.storage import attach_targets, write_targets
+from lm2am.data.features import load_features
 
 __all__ = ["make_targets_for_part"]
 
@@ -91,5 +92,5 @@ def _plot_targets(cut: Any, t: FrameTargets, phones: Sequence[str], path: Path,
         refs = read_reference_phones(files) if files else {}
         if cut.id in refs:
             ref = [end for _, end in refs[cut.id]]
-    plot_alignment(cut.load_features(), t.phone, phones, path, senones=t.senone,
+    plot_alignment(load_features(cut), t.phone, phones, path, senones=t.senone,
                    title=f"{cut.id}: {cut.supervisions[0].text[:80]}", ref_boundaries=ref)

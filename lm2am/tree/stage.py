@@ -12,6 +12,8 @@ from lm2am.tree.context import PhoneRef, frame_contexts
 from lm2am.tree.model import ContextTree
 from lm2am.tree.questions import read_questions
 from lm2am.tree.stats import TreeStats
+from lm2am.config import check_range
+from lm2am.data.features import load_features
 
 __all__ = ["TreeConfig", "aligned_frames", "tree_from_alignments"]
 
@@ -27,6 +29,8 @@ class TreeConfig:
     no_context_phones: Tuple[str, ...] = ("SIL", "SPN")
 
     def __post_init__(self) -> None:
+        check_range(self, "min_count", 0)
+        check_range(self, "min_gain", 0)
         if self.num_leaves < 1:
             raise ValueError(f"num_leaves must be >= 1, got {self.num_leaves}")
         self.no_context_phones = tuple(self.no_context_phones)
@@ -43,7 +47,7 @@ def aligned_frames(cuts: Any, alis: Mapping[str, Tuple[np.ndarray, np.ndarray]],
         if c.id not in alis:
             continue
         states, ph = alis[c.id]
-        feats = c.load_features()
+        feats = load_features(c)
         if feats.shape[0] != len(states):
             raise Lm2amError(f"cut {c.id}: {feats.shape[0]} feature frames but {len(states)} aligned frames; realign")
         yield feats, ph.astype(np.int64), pdf_to_state[states].astype(np.int64)

@@ -10,7 +10,7 @@ e.g.: local/kaldi-data/import_data_dir.py data/train_clean train-kaldi data/mani
 import argparse
 from pathlib import Path
 
-from lm2am.corpus.kaldi_dir import import_kaldi_data_dir
+from lm2am.corpus.kaldi_dir import audio_files, import_kaldi_data_dir
 from lm2am.data import manifest_paths
 from lm2am.errors import cli_main
 from lm2am.io import DoneMarker
@@ -28,11 +28,12 @@ def main() -> None:
     p.add_argument("manifest_dir", type=Path, help="output directory, e.g. data/manifests")
     args = p.parse_args()
     setup_logging(args.manifest_dir / "log" / f"import_data_dir_{args.part}.log")
-    # the audio is not fingerprinted (could be large); the data dir's own files are
+    # the data dir's files, and the size and mtime of every audio file wav.scp names (a
+    # replaced, truncated or deleted recording re-runs the import; pipe commands cannot be seen)
     marker = DoneMarker(args.manifest_dir / f".{args.part}.done",
                         params={"data_dir": str(args.data_dir.resolve()),
                                 "sampling_rate": args.sampling_rate},
-                        inputs=[args.data_dir])
+                        inputs=[args.data_dir, *audio_files(args.data_dir)])
     if marker.is_done() and manifest_paths(args.manifest_dir, args.part)["cuts"].is_file():
         print(f"import_data_dir: {args.part} already done, skipping")
         return

@@ -18,9 +18,14 @@ job_range() {  # job_range SELF ARGS...
     jobvar="${BASH_REMATCH[1]}"; first="${BASH_REMATCH[2]}"; last="${BASH_REMATCH[3]}"; job_shift=2; shift
   elif [[ "${1:-}" =~ ^([A-Za-z]+)=([0-9]+)$ ]]; then
     jobvar="${BASH_REMATCH[1]}"; first="${BASH_REMATCH[2]}"; last="$first"; job_shift=2; shift
+  elif [[ "${1:-}" =~ ^[A-Z]+= ]]; then  # JOB=1:abc, JOB=0x2: a broken range, not a log file name
+    echo "ERROR: $self: bad job range '$1'; expected VAR=FIRST:LAST with integers (e.g. JOB=1:4)" >&2; return 1
   fi
   if [ $# -lt 2 ]; then
     echo "Usage: $self [options] [JOB=1:N] <log-file> <command> [args...]" >&2; return 1
+  fi
+  if [ -n "$jobvar" ] && [ "$first" -lt 1 ]; then
+    echo "ERROR: $self: job range $jobvar=$first:$last starts below 1; jobs count from 1" >&2; return 1
   fi
   if [ "$first" -gt "$last" ]; then
     echo "$self: empty job range $jobvar=$first:$last" >&2; return 1

@@ -43,6 +43,7 @@ _cmdline="$0 $*"   # before utils/parse_options.sh consumes the arguments
 . ./path.sh
 . utils/lib/log.sh
 . utils/parse_options.sh
+hybrid_options_check "$0"   # --stage/--stop-stage/--nj ... before anything is written
 
 [ -n "$lm_norm" ] || lm_norm="$(dirname "$librispeech_dir")/librispeech-lm-norm.txt"
 for p in $train_part $dev_part; do

@@ -37,6 +37,7 @@ _cmdline="$0 $*"   # before utils/parse_options.sh consumes the arguments
 . ./path.sh
 . utils/lib/log.sh
 . utils/parse_options.sh
+hybrid_options_check "$0"   # --stage/--stop-stage/--nj ... before anything is written
 
 hybrid=(steps/run_hybrid.sh --corpus "$corpus" --lm-text "$corpus/lm_text/lm_text.txt" --train-part "$train_part"
         --eval-parts "$eval_parts" --real-parts "$real_parts" --ref-timings true)
