@@ -23,7 +23,7 @@ from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import kaldi_hmm_gmm  # noqa: E402,F401  (before kaldifst/kaldilm & co., docs/platform.md)
+import kaldi_hmm_gmm  # noqa: E402,F401  (before kaldifst/kaldilm & co.: the other order hangs)
 
 from bench.common import CACHE, REPO, Context, Row, ensure_tiny_dataset, fmt, machine_info  # noqa: E402
 

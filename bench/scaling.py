@@ -9,7 +9,7 @@
   alignment, 2 for posteriors; then 2x, 4x: exactly proportional input, same data), processed in a fresh child process per size:
   Viterbi alignment with the tiny aligner (``lm2am.align.align``); teacher posteriors as stage 13
   computes them (``score_sequences`` + ``topk_posteriors`` + ``encode_rows`` written as a Kaldi
-  ark, in chunks of ``lm2am.lm.posteriors._CHUNK`` cuts), for every unit. Time is measured
+  ark, in chunks of ``lm2am.lm.posteriors.CHUNK`` cuts), for every unit. Time is measured
   inside the child (the work, not the imports); peak memory is the child's peak RSS (imports
   included: what a job needs).
 
@@ -151,7 +151,7 @@ def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> Tuple[float
     import numpy as np
     from kaldiio.matio import write_array
 
-    from lm2am.lm.posteriors import _CHUNK, encode_rows, topk_posteriors
+    from lm2am.lm.posteriors import CHUNK, encode_rows, topk_posteriors
     from lm2am.lm.scoring import score_sequences
     from lm2am.lm.tokens import target_tokens
     from lm2am.lm.train import load_lm
@@ -167,8 +167,8 @@ def _work_posteriors(scale: int, units: Sequence[str], out: Path) -> Tuple[float
         score_sequences(model, [target_tokens(reader[c], unit)[0] for c in ids[:4]], lambda i, lg: None)  # warm-up
         t0, c0 = time.perf_counter(), time.thread_time()
         with open(out / f"post_{unit}_x{scale}.ark", "wb") as f:
-            for c0 in range(0, len(ids), _CHUNK):
-                chunk = ids[c0:c0 + _CHUNK]
+            for c0 in range(0, len(ids), CHUNK):
+                chunk = ids[c0:c0 + CHUNK]
                 tp = [target_tokens(reader[c], unit) for c in chunk]
                 tops = score_sequences(model, [t for t, _ in tp],
                                        lambda i, lg, k=cfg.top_k, t=cfg.temperature: topk_posteriors(lg, k, t),
@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--units", nargs="*", default=[])
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    import kaldi_hmm_gmm  # noqa: F401  (before kaldifst & co., docs/platform.md)
+    import kaldi_hmm_gmm  # noqa: F401  (before kaldifst & co.: the other order hangs)
     import torch
 
     # One thread: the work's CPU time is then the main thread's (time.thread_time), which other

@@ -10,7 +10,7 @@ import dataclasses
 import importlib
 import typing
 from pathlib import Path
-from typing import Any, Dict, Optional, Type, TypeVar
+from typing import Any, Dict, Optional, Tuple, Type, TypeVar
 
 import yaml
 
@@ -204,3 +204,14 @@ def check_config(path: Path | str) -> None:
 def to_dict(obj: Any) -> Dict[str, Any]:
     """Dataclass -> plain dict (for logging and fingerprints)."""
     return dataclasses.asdict(obj)
+
+
+def name_and_dir(spec: str, error: str) -> Tuple[str, Path]:
+    """Split a ``NAME=DIR`` command-line value (``--extra-row``, aligner lists).
+
+    Raises :class:`Lm2amError` with ``error`` when the name, the ``=`` or the directory is missing.
+    """
+    name, sep, d = spec.partition("=")
+    if not sep or not name or not d:
+        raise Lm2amError(error)
+    return name, Path(d)

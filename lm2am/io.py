@@ -28,13 +28,21 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     _remove(tmp)
-    try:
+    with _removed_on_failure(tmp, path):
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"atomic_path: nothing was written to {tmp}")
         if path.is_dir() and tmp.is_dir():
             _remove(path)
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path, path: Path) -> Iterator[None]:
+    """On any failure in the body remove ``tmp``; a full disk becomes an :class:`Lm2amError`
+    naming ``path``."""
+    try:
+        yield
     except OSError as e:
         _remove(tmp)
         if e.errno == errno.ENOSPC:
@@ -130,14 +138,6 @@ def save_manifest(manifest: Any, path: Path | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".jsonl.gz") else path.suffix
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-    try:
+    with _removed_on_failure(tmp, path):
         manifest.to_file(tmp)
         os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        if e.errno == errno.ENOSPC:
-            raise Lm2amError(f"disk full while writing {path}; free space and rerun the stage") from None
-        raise
-    except BaseException:
-        _remove(tmp)
-        raise

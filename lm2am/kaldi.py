@@ -1,7 +1,7 @@
 """The one import guard of the k2-fsa Kaldi wheels.
 
 kaldi-hmm-gmm 1.1.4 hangs the process forever when ``kaldifst``, ``kaldi_decoder`` or ``kaldilm``
-were imported before ``kaldi_hmm_gmm`` (docs/platform.md). Every module that needs a Kaldi
+were imported before ``kaldi_hmm_gmm``. Every module that needs a Kaldi
 wheel imports it through :func:`kaldi_wheels` (or :func:`kaldilm`), which imports them in the only
 safe order, or fails with a clear message when the unsafe order already happened.
 """
@@ -21,7 +21,7 @@ def _check_order() -> None:
 
 def kaldi_wheels() -> Tuple[Any, Any, Any]:
     """The Kaldi wheels ``(kaldi_hmm_gmm, kaldifst, kaldi_decoder)``, imported in the only safe
-    order (kaldi_hmm_gmm first; docs/platform.md): the other order hangs the process."""
+    order (kaldi_hmm_gmm first): the other order hangs the process."""
     _check_order()
     import kaldi_hmm_gmm
     import kaldi_decoder

@@ -8,16 +8,17 @@ directory of steps/build_tree.py, steps/make_targets.py and steps/score_alignmen
     steps/align_gmm.py --config conf/tiny.yaml --job JOB --num-jobs 4 \
       data/fbank/cuts_train-synth.jsonl.gz data/lang exp/mono_gmm
 """
-import kaldi_hmm_gmm  # noqa: F401  (before kaldifst/kaldi_decoder, or the process hangs)
+from lm2am.kaldi import kaldi_wheels
 
-import argparse
-from pathlib import Path
+kaldi_wheels()  # before kaldifst/kaldi_decoder, or the process hangs
 
-from lm2am.config import load_section
-from lm2am.errors import Lm2amError, cli_main
-from lm2am.gmm.config import GmmConfig
-from lm2am.io import DoneMarker, atomic_write_text
-from lm2am.log import setup_logging
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from lm2am.config import load_section  # noqa: E402
+from lm2am.errors import cli_main  # noqa: E402
+from lm2am.gmm.config import GmmConfig  # noqa: E402
+from lm2am.log import setup_logging  # noqa: E402
 
 
 @cli_main
@@ -32,25 +33,14 @@ def main() -> None:
     args = p.parse_args()
     setup_logging()
     cfg = load_section(args.config, "gmm", GmmConfig) if args.config else GmmConfig()
-    if not args.cuts.is_file():
-        raise Lm2amError(f"{args.cuts}: missing; run the features stage")
-    part = args.cuts.name.replace("cuts_", "").replace(".jsonl.gz", "")
-    name = f"{part}.{args.job}"
     align_params = {k: v for k, v in vars(cfg).items() if not k.startswith("decode_")}
-    marker = DoneMarker(args.gmm_dir / f".align_{name}.done", params={"num_jobs": args.num_jobs, "gmm": align_params},
-                        inputs=[args.cuts, args.gmm_dir / "final.mdl", args.lang_dir / "lexicon.txt"])
-    if marker.is_done():
-        print(f"align_gmm: {name} up to date, skipping")
-        return
-    from lhotse import CutSet
-
-    from lm2am.align.pipeline import split_for_job
+    from lm2am.align.pipeline import run_align_job
     from lm2am.gmm.align import align_cuts
 
-    atomic_write_text(args.gmm_dir / f"num_jobs_{part}", f"{args.num_jobs}\n")
-    cuts = split_for_job(CutSet.from_file(args.cuts), args.job, args.num_jobs)
-    align_cuts(args.gmm_dir, cuts, args.lang_dir, args.gmm_dir, name, cfg)
-    marker.mark()
+    run_align_job(args.cuts, args.job, args.num_jobs, args.gmm_dir,
+                  {"num_jobs": args.num_jobs, "gmm": align_params},
+                  [args.gmm_dir / "final.mdl", args.lang_dir / "lexicon.txt"], "align_gmm",
+                  lambda cuts, name: align_cuts(args.gmm_dir, cuts, args.lang_dir, args.gmm_dir, name, cfg))
 
 
 if __name__ == "__main__":

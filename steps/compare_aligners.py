@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from lm2am.align.evaluate import AlignmentScore, score_ali_dir
+from lm2am.config import name_and_dir
 from lm2am.errors import Lm2amError, cli_main
 from lm2am.io import write_if_changed
 from lm2am.log import setup_logging
@@ -80,12 +81,8 @@ def main() -> None:
     p.add_argument("aligners", nargs="+", help="NAME=ALI_DIR, e.g. gmm=exp/mono_gmm k2=exp/ali_mono")
     args = p.parse_args()
     setup_logging()
-    named = []
-    for a in args.aligners:
-        name, sep, d = a.partition("=")
-        if not sep or not name or not d:
-            raise Lm2amError(f"aligner {a!r}: expected NAME=ALI_DIR, e.g. gmm=exp/mono_gmm")
-        named.append((name, Path(d)))
+    named = [name_and_dir(a, f"aligner {a!r}: expected NAME=ALI_DIR, e.g. gmm=exp/mono_gmm")
+             for a in args.aligners]
     parts = [x for x in args.parts.split(",") if x]
     results: Dict[Tuple[str, str], Dict[str, AlignmentScore]] = {}
     for name, d in named:

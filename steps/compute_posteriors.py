@@ -16,12 +16,9 @@ e.g.: steps/compute_posteriors.py --config conf/demo.yaml --num-jobs 2 --lang-di
         --tree-dir exp/tree exp/lm_senone data/targets train-synth exp/lm_senone/post_train-synth
 """
 import argparse
-import logging
 from pathlib import Path
 
-from lm2am.config import load_section
 from lm2am.errors import Lm2amError, cli_main
-from lm2am.io import DoneMarker, atomic_write_text
 from lm2am.log import setup_logging
 
 
@@ -55,69 +52,15 @@ def main() -> None:
         if not f.is_file():
             raise Lm2amError(f"{f}: missing; run the LM training and targets stages first")
 
-    import torch
+    from lm2am.lm.stage import run_posteriors
 
-    from lm2am.lm.posteriors import (compute_posteriors, format_storage_report, merge_posteriors,
-                                     storage_report)
-    from lm2am.lm.train import load_lm
-
-    torch.set_num_threads(max(1, args.num_threads))
-    _, meta = load_lm(args.model_dir / "final.pt")
-    unit = meta["unit"]
-    opts = {}
-    if args.config:
-        from lm2am.lm.model import LmConfig
-
-        cfg = load_section(args.config, "lm", LmConfig).for_unit(unit)
-        opts = {"top_k": cfg.top_k, "temperature": cfg.temperature, "mask_spacing": cfg.mask_spacing}
-    if args.job is not None:
-        compute_posteriors(args.model_dir, args.targets_dir, args.part, args.out_dir, job=args.job,
-                           num_jobs=args.num_jobs, device=args.device, **opts)
-        return
-    if not args.merge:
-        for j in range(1, args.num_jobs + 1):
-            compute_posteriors(args.model_dir, args.targets_dir, args.part, args.out_dir, job=j,
-                               num_jobs=args.num_jobs, device=args.device, **opts)
-    info = merge_posteriors(args.model_dir, args.targets_dir, args.part, args.out_dir,
-                            num_jobs=args.num_jobs, **opts)
-    print(f"{unit} posteriors {args.part}: {info['cuts']} cuts, {info['bytes_per_frame']} bytes/frame "
-          f"(dense float32: {info['dense_float32_bytes_per_frame']})")
-
-    marker = DoneMarker(args.out_dir / ".report.done",
-                        {"cuts": args.report_cuts, "ks": args.report_ks, "plot": args.plot,
-                         "spacing": args.report_spacing},
-                        inputs=[args.out_dir / "post_info.json"])
-    if marker.is_done():
-        return
-    if args.report_cuts > 0:
-        ks = [int(k) for k in args.report_ks.split(",") if k.strip()]
-        r = storage_report(args.model_dir, args.targets_dir, args.part, ks=ks,
-                           num_cuts=args.report_cuts, device=args.device, post_dir=args.out_dir,
-                           compare_spacing=[int(x) for x in args.report_spacing.split(",") if x.strip()],
-                           **{k: v for k, v in opts.items() if k != "top_k"})
-        text = format_storage_report(r)
-        atomic_write_text(args.out_dir / "storage_report.txt", text)
-        logging.info("storage report (%s):\n%s", args.out_dir / "storage_report.txt", text)
-    if args.plot > 0:
-        from lm2am.lm.plots_lm import plot_teacher_posteriors, unit_labels
-        from lm2am.lm.tokens import target_tokens
-        from lm2am.targets import read_targets
-
-        tree = None
-        if unit == "senone" and args.tree_dir is not None:
-            from lm2am.tree import ContextTree
-
-            tree = ContextTree.load(args.tree_dir / "tree.json")
-        labels = unit_labels(unit, args.lang_dir, tree)
-        reader = read_targets(args.targets_dir, args.part)
-        for cut_id in sorted(reader, key=str.encode)[:args.plot]:
-            t = reader[cut_id]
-            ref = {"senone": t.senone, "phone": t.phone, "subword": t.subword_id}[unit].copy()
-            ref[target_tokens(t, unit)[1] < 0] = -1
-            path = args.out_dir / "plots" / f"{cut_id}.png"
-            plot_teacher_posteriors(args.out_dir, cut_id, path, labels=labels, reference=ref)
-            logging.info("plot: %s", path)
-    marker.mark()
+    summary = run_posteriors(args.model_dir, args.targets_dir, args.part, args.out_dir, config=args.config,
+                             job=args.job, num_jobs=args.num_jobs, merge=args.merge, device=args.device,
+                             num_threads=args.num_threads, report_cuts=args.report_cuts,
+                             report_ks=args.report_ks, report_spacing=args.report_spacing, plot=args.plot,
+                             lang_dir=args.lang_dir, tree_dir=args.tree_dir)
+    if summary is not None:
+        print(summary)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 Estimates a Kneser-Ney n-gram from the LM text pool (or takes --arpa), then builds L, G, LG,
 CLG, H and HCLG as Kaldi's mkgraph.sh does and caches the result in <graph-dir>: HCLG.fst
 (OpenFst, transition-ids in), HCLG.pt (k2, labels = pdf-id + 1), G.arpa, graph_info.json
-(sizes, build time), plus the tables decoding needs. See lm2am/graph.py.
+(sizes, build time), plus the tables decoding needs. See lm2am/graph/hclg.py.
 
 e.g.: steps/make_graph.py --config conf/tiny.yaml --lm-text corpus/lm_text/lm_text.txt \\
         data/lang exp/tree/tree.json data/lang/graph
@@ -44,8 +44,9 @@ def main() -> None:
     log_file = args.graph_dir.parent / "log" / f"make_graph_{args.graph_dir.name}.log"
     setup_logging(log_file)
 
-    # kaldi_hmm_gmm must be imported before kaldifst/kaldilm (docs/platform.md)
-    import kaldi_hmm_gmm  # noqa: F401
+    from lm2am.kaldi import kaldi_wheels
+
+    kaldi_wheels()  # kaldi_hmm_gmm before kaldifst/kaldilm: the other order hangs
 
     from lm2am.align.topo import HmmTopo
     from lm2am.graph import GraphConfig, make_graph

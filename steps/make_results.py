@@ -13,6 +13,7 @@ e.g.: steps/make_results.py --config conf/demo.yaml --dev-part dev-synth \\
 import argparse
 from pathlib import Path
 
+from lm2am.config import name_and_dir
 from lm2am.errors import Lm2amError, cli_main
 from lm2am.log import setup_logging
 
@@ -48,12 +49,7 @@ def main() -> None:
     from lm2am.report.tables import make_results
 
     systems = [_system(s) for s in args.systems]
-    extra = []
-    for e in args.extra_row:
-        name, sep, d = e.partition("=")
-        if not sep or not name or not d:
-            raise Lm2amError(f"--extra-row {e!r}: expected NAME=DIR")
-        extra.append((name, Path(d)))
+    extra = [name_and_dir(e, f"--extra-row {e!r}: expected NAME=DIR") for e in args.extra_row]
     tests = args.test_parts.split()
     seeds = "; ".join(f"{n}: {', '.join(s) if s else 'all found'}" for n, s in systems)
     notes = [f"Config: `{args.config}`." if args.config else "",

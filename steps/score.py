@@ -3,7 +3,7 @@
 
 References and hypotheses: Kaldi text (``utt w1 w2 ...``) or sclite trn (``w1 w2 (utt)``);
 references may also be a lhotse cuts/supervisions manifest. Writes wer-<set>, errs-<set>.txt,
-ref.trn, hyp.trn into <out-dir> (see lm2am/score.py).
+ref.trn, hyp.trn into <out-dir> (see lm2am/decode/score.py).
 
 e.g.: steps/score.py --set-name test data/fbank/cuts_test-synth.jsonl.gz exp/am_ce/decode_test/hyp.txt \\
         exp/am_ce/decode_test

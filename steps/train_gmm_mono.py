@@ -7,17 +7,19 @@ tree and targets stages), history.json (log-likelihood per frame by iteration), 
 
 e.g.: steps/train_gmm_mono.py --config conf/tiny.yaml data/fbank/cuts_train-synth.jsonl.gz data/lang exp/mono_gmm
 """
-import kaldi_hmm_gmm  # noqa: F401  (before kaldifst/kaldi_decoder, or the process hangs)
+from lm2am.kaldi import kaldi_wheels
 
-import argparse
-from pathlib import Path
+kaldi_wheels()  # before kaldifst/kaldi_decoder, or the process hangs
 
-from lm2am.align.topo import HmmTopo
-from lm2am.config import load_section
-from lm2am.errors import Lm2amError, cli_main
-from lm2am.gmm.config import GmmConfig
-from lm2am.io import DoneMarker
-from lm2am.log import setup_logging
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from lm2am.align.topo import HmmTopo  # noqa: E402
+from lm2am.config import load_section  # noqa: E402
+from lm2am.errors import Lm2amError, cli_main  # noqa: E402
+from lm2am.gmm.config import GmmConfig  # noqa: E402
+from lm2am.io import DoneMarker  # noqa: E402
+from lm2am.log import setup_logging  # noqa: E402
 
 
 @cli_main

@@ -26,14 +26,6 @@ from lm2am.io import DoneMarker
 from lm2am.log import setup_logging
 
 
-def _cut_texts(path: Path):
-    from lhotse import CutSet
-
-    if not path.is_file():
-        raise Lm2amError(f"{path}: missing; run the manifest/feature stages or fix the option")
-    return [" ".join(s.text for s in c.supervisions) for c in CutSet.from_file(path)]
-
-
 @cli_main
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,47 +68,13 @@ def main() -> None:
 
     import torch
 
-    from lm2am.lm.tokens import (TextTokenizer, read_sentences, sample_sentences,
-                                 sequences_from_targets, sequences_from_text)
+    from lm2am.lm.stage import lm_training_data
     from lm2am.lm.train import train_lm
 
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    tree = None
-    if args.unit == "senone":
-        from lm2am.tree import ContextTree
-
-        tree = ContextTree.load(args.tree_dir / "tree.json")
-    tok = TextTokenizer(args.lang_dir, tree=tree)
-    V = tok.vocab_size(args.unit)
-
-    lm_sents = read_sentences(args.lm_text) if args.lm_text else []
-    lm_sents = sample_sentences(lm_sents, cfg.max_lm_sentences, cfg.seed)  # spread over sources
-    if args.dev_cuts:
-        dev_sents = _cut_texts(args.dev_cuts)
-    elif args.dev_text:
-        dev_sents = read_sentences(args.dev_text)
-    else:  # hold out every 10th sampled LM-text sentence, up to max_dev_sentences
-        held = set(range(0, len(lm_sents), 10)[:cfg.max_dev_sentences])
-        dev_sents = [s for i, s in enumerate(lm_sents) if i in held]
-        lm_sents = [s for i, s in enumerate(lm_sents) if i not in held]
-    train = sequences_from_text(args.unit, lm_sents, args.lang_dir, tokenizer=tok,
-                                sil_prob=cfg.sil_prob, seed=cfg.seed)
-    n_lm = len(train)
-    if cfg.include_am_text:
-        if args.targets_dir is not None:
-            from lm2am.targets import read_targets
-
-            train += [s for s in sequences_from_targets(read_targets(args.targets_dir, args.train_part),
-                                                        args.unit) if s]
-        elif args.train_cuts is not None:
-            train += sequences_from_text(args.unit, _cut_texts(args.train_cuts), args.lang_dir,
-                                         tokenizer=tok, sil_prob=cfg.sil_prob, seed=cfg.seed + 1)
-    dev = sequences_from_text(args.unit, dev_sents, args.lang_dir, tokenizer=tok)
-    logging.info("%s LM data: %d LM-text + %d AM-transcript training sequences, %d dev sequences; "
-                 "vocabulary %d", args.unit, n_lm, len(train) - n_lm, len(dev), V)
-    if not dev:
-        raise Lm2amError("no dev sentences: give --dev-cuts or --dev-text (or a longer --lm-text)")
+    train, dev, V = lm_training_data(args.unit, cfg, args.lang_dir, args.tree_dir, args.lm_text, args.targets_dir,
+                                     args.train_part, args.train_cuts, args.dev_cuts, args.dev_text)
     train_lm(args.unit, train, dev, V, cfg, args.out_dir, device=args.device)
     marker.mark()
 

@@ -5,7 +5,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 # kaldi_hmm_gmm must be imported before kaldifst/kaldi_decoder/kaldilm (which lhotse or other
 # tests may pull in), or the process hangs; importing it first keeps the Kaldi tests running.
@@ -95,3 +95,109 @@ def tone_corpus(tmp_path: Path) -> Path:
                                               "101-1-0000": "THE CAT SAT", "101-1-0001": "A DOG RAN"})
     write_librispeech_part(root, "dev-x", {"200-1-0000": "HELLO THERE", "200-1-0001": "THE DOG SAT"}, seed=1)
     return root
+
+
+# ------------------------------------------------------------------------------------------
+# The toy language of the decoder tests (test_decode.py, test_gmm.py, test_kaldi_interop.py)
+
+TOY_PHONES = ["<eps>", "SIL", "SPN", "AA", "B", "K", "T", "IY", "#0", "#1", "#2"]
+TOY_PID = {p: i for i, p in enumerate(TOY_PHONES)}
+TOY_LEX = [("<UNK>", ("SPN",)), ("BEAT", ("B", "IY", "T")), ("BEE", ("B", "IY")), ("CAT", ("K", "AA", "T")),
+           ("TAB", ("T", "AA", "B")), ("TEA", ("T", "IY")), ("TEAK", ("T", "IY", "K"))]
+TOY_PRON = dict(TOY_LEX)
+TOY_LM_TEXT = "BEE TEA\nCAT TAB\nBEAT CAT\nTEAK TEA\nBEE BEAT TEA\nCAT TAB TEA\nTEA BEE\n"
+
+
+def write_toy_lang(d: Path) -> List[str]:
+    """The toy lang dir (lexicons, words.txt, phones.txt) in ``d``; returns the word list."""
+    from lm2am.lang import add_disambig
+
+    d.mkdir(parents=True, exist_ok=True)
+    dis, _ = add_disambig(TOY_LEX)
+    (d / "lexicon.txt").write_text("".join(" ".join((w,) + p) + "\n" for w, p in TOY_LEX))
+    (d / "lexicon_disambig.txt").write_text("".join(" ".join((w,) + p) + "\n" for w, p in dis))
+    words = ["<eps>"] + sorted(w for w, _ in TOY_LEX) + ["#0", "<s>", "</s>"]
+    (d / "words.txt").write_text("".join(f"{w} {i}\n" for i, w in enumerate(words)))
+    (d / "phones.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate(TOY_PHONES)))
+    return words
+
+
+def toy_tree() -> "ContextTree":  # noqa: F821
+    """3 states per phone; IY's senones split on "left is B" (a context the graph must honour)."""
+    from lm2am.tree import TreeStats, build_tree
+
+    rng = np.random.default_rng(0)
+    st = TreeStats(2)
+    real = list(range(1, 8))
+    for c in real:
+        for s in range(3):
+            n = 400
+            lt, r = rng.choice([0] + real, n), rng.choice([0] + real, n)
+            mean = c * 10.0 + s * 3.0 + np.where((c == TOY_PID["IY"]) & (lt == TOY_PID["B"]), 1.5, 0.0)
+            st.accumulate(mean[:, None] + rng.normal(0, 0.3, (n, 2)), lt, np.full(n, c), r, np.full(n, s))
+    return build_tree(st, TOY_PHONES, 40, questions=[["B"], ["T"], ["K"], ["AA", "IY"], ["SIL"]], min_count=50,
+                      no_context_phones=["SIL", "SPN"], num_states=3)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The toy lang, tree and bigram HCLG (k2 graph loaded)."""
+    from lm2am.align.topo import HmmTopo
+    from lm2am.graph import GraphConfig, load_graph, make_graph
+    from lm2am.graph.ngram import NgramConfig
+
+    root = tmp_path_factory.mktemp("toy")
+    words = write_toy_lang(root / "lang")
+    (root / "lm.txt").write_text(TOY_LM_TEXT)
+    tree = toy_tree()
+    info = make_graph(root / "lang", tree, root / "lang" / "graph", HmmTopo(),
+                      GraphConfig(lm=NgramConfig(order=2)), lm_text=root / "lm.txt")
+    graph = load_graph(root / "lang" / "graph")
+    return {"root": root, "words": words, "tree": tree, "info": info, "graph": graph}
+
+
+def pdf_seq(tree: "ContextTree", word_seq: Sequence[str], dur: int = 2, sil: bool = True,  # noqa: F821
+            phones: Sequence[str] = ()) -> List[int]:
+    """Forced path: pdf per frame for the words (or raw phones), each HMM state ``dur`` frames,
+    triphone context across words, utterance edges = 0 (the tree's convention)."""
+    ph = list(phones) or [p for w in word_seq for p in TOY_PRON[w]]
+    ph = (["SIL"] if sil else []) + ph + (["SIL"] if sil else [])
+    ids = [TOY_PID[p] for p in ph]
+    out: List[int] = []
+    for i, c in enumerate(ids):
+        left = ids[i - 1] if i > 0 else 0
+        right = ids[i + 1] if i + 1 < len(ids) else 0
+        for s in range(3):
+            out += [tree.lookup(left, c, right, s)] * dur
+    return out
+
+
+def peaked(seq: Sequence[int], num_pdfs: int, floor: float = -8.0) -> np.ndarray:
+    """Log-likelihoods with 0 on the path ``seq`` and ``floor`` elsewhere."""
+    x = np.full((len(seq), num_pdfs), floor, np.float32)
+    x[np.arange(len(seq)), seq] = 0.0
+    return x
+
+
+# ------------------------------------------------------------------------------------------
+# Synthetic tree statistics (test_tree.py, test_kaldi_interop.py)
+
+TREE_PHONES = ["<eps>", "SIL", "a1", "a2", "a3", "b1", "b2", "b3", "x", "y", "#0"]
+TREE_DIM = 4
+
+
+def random_tree_stats(seed: int, n: int = 20000, integer: bool = False) -> Tuple["TreeStats", Tuple]:  # noqa: F821
+    """Context-state statistics over TREE_PHONES whose means depend on centre, left, right and state."""
+    from lm2am.tree import TreeStats
+
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(0, 2, (len(TREE_PHONES), TREE_DIM))
+    c = rng.integers(1, 10, n)
+    lt, r = rng.integers(0, 10, n), rng.integers(0, 10, n)
+    s = rng.integers(0, 3, n)
+    feats = mu[c] + 0.7 * mu[lt] - 0.4 * mu[r] + s[:, None] + rng.normal(0, 1, (n, TREE_DIM))
+    if integer:  # exact sums whatever the accumulation order
+        feats = np.round(feats * 4)
+    st = TreeStats(TREE_DIM)
+    st.accumulate(feats, lt, c, r, s)
+    return st, (feats, lt, c, r, s)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import kaldi_hmm_gmm  # noqa: F401  (before kaldifst/kaldilm: the other order hangs)
 import numpy as np
@@ -21,82 +21,15 @@ import pytest
 
 from lm2am.align.topo import HmmTopo
 from lm2am.errors import Lm2amError
-from lm2am.lang import add_disambig
 from lm2am.graph.arpa import read_arpa, write_arpa
 from lm2am.graph.ngram import NgramConfig, estimate_ngram
-from lm2am.tree import ContextTree, TreeStats, build_tree
+
+# the toy lang, tree and graph (the toy fixture; shared with test_gmm.py and test_kaldi_interop.py)
+from conftest import TOY_PID as PID
+from conftest import pdf_seq, peaked
 
 k2 = pytest.importorskip("k2")
 torch = pytest.importorskip("torch")
-
-PHONES = ["<eps>", "SIL", "SPN", "AA", "B", "K", "T", "IY", "#0", "#1", "#2"]
-PID = {p: i for i, p in enumerate(PHONES)}
-LEX = [("<UNK>", ("SPN",)), ("BEAT", ("B", "IY", "T")), ("BEE", ("B", "IY")), ("CAT", ("K", "AA", "T")),
-       ("TAB", ("T", "AA", "B")), ("TEA", ("T", "IY")), ("TEAK", ("T", "IY", "K"))]
-PRON = dict(LEX)
-LM_TEXT = "BEE TEA\nCAT TAB\nBEAT CAT\nTEAK TEA\nBEE BEAT TEA\nCAT TAB TEA\nTEA BEE\n"
-
-
-def _write_lang(d: Path) -> List[str]:
-    d.mkdir(parents=True, exist_ok=True)
-    dis, _ = add_disambig(LEX)
-    (d / "lexicon.txt").write_text("".join(" ".join((w,) + p) + "\n" for w, p in LEX))
-    (d / "lexicon_disambig.txt").write_text("".join(" ".join((w,) + p) + "\n" for w, p in dis))
-    words = ["<eps>"] + sorted(w for w, _ in LEX) + ["#0", "<s>", "</s>"]
-    (d / "words.txt").write_text("".join(f"{w} {i}\n" for i, w in enumerate(words)))
-    (d / "phones.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate(PHONES)))
-    return words
-
-
-def _toy_tree() -> ContextTree:
-    """3 states per phone; IY's senones split on "left is B" (a context the graph must honour)."""
-    rng = np.random.default_rng(0)
-    st = TreeStats(2)
-    real = list(range(1, 8))
-    for c in real:
-        for s in range(3):
-            n = 400
-            lt, r = rng.choice([0] + real, n), rng.choice([0] + real, n)
-            mean = c * 10.0 + s * 3.0 + np.where((c == PID["IY"]) & (lt == PID["B"]), 1.5, 0.0)
-            st.accumulate(mean[:, None] + rng.normal(0, 0.3, (n, 2)), lt, np.full(n, c), r, np.full(n, s))
-    return build_tree(st, PHONES, 40, questions=[["B"], ["T"], ["K"], ["AA", "IY"], ["SIL"]], min_count=50,
-                      no_context_phones=["SIL", "SPN"], num_states=3)
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from lm2am.graph import GraphConfig, load_graph, make_graph
-
-    root = tmp_path_factory.mktemp("toy")
-    words = _write_lang(root / "lang")
-    (root / "lm.txt").write_text(LM_TEXT)
-    tree = _toy_tree()
-    info = make_graph(root / "lang", tree, root / "lang" / "graph", HmmTopo(),
-                      GraphConfig(lm=NgramConfig(order=2)), lm_text=root / "lm.txt")
-    graph = load_graph(root / "lang" / "graph")
-    return {"root": root, "words": words, "tree": tree, "info": info, "graph": graph}
-
-
-def _pdf_seq(tree: ContextTree, word_seq: Sequence[str], dur: int = 2, sil: bool = True,
-             phones: Sequence[str] = ()) -> List[int]:
-    """Forced path: pdf per frame for the words (or raw phones), each HMM state ``dur`` frames,
-    triphone context across words, utterance edges = 0 (the tree's convention)."""
-    ph = list(phones) or [p for w in word_seq for p in PRON[w]]
-    ph = (["SIL"] if sil else []) + ph + (["SIL"] if sil else [])
-    ids = [PID[p] for p in ph]
-    out: List[int] = []
-    for i, c in enumerate(ids):
-        left = ids[i - 1] if i > 0 else 0
-        right = ids[i + 1] if i + 1 < len(ids) else 0
-        for s in range(3):
-            out += [tree.lookup(left, c, right, s)] * dur
-    return out
-
-
-def _peaked(seq: Sequence[int], num_pdfs: int, floor: float = -8.0) -> np.ndarray:
-    x = np.full((len(seq), num_pdfs), floor, np.float32)
-    x[np.arange(len(seq)), seq] = 0.0
-    return x
 
 
 def _linear_best(graph, pdfs: Sequence[int]):
@@ -195,23 +128,23 @@ def test_label_mapping_is_tid_to_pdf_plus_one(toy):
 @pytest.mark.parametrize("words,dur,sil", [(["BEE", "TEA"], 1, True), (["CAT", "TAB", "TEA"], 2, False),
                                            (["TEAK"], 3, True), (["BEAT", "CAT"], 1, False)])
 def test_graph_accepts_correct_sequence(toy, words, dur, sil):
-    ok, wids, _ = _linear_best(toy["graph"], _pdf_seq(toy["tree"], words, dur, sil))
+    ok, wids, _ = _linear_best(toy["graph"], pdf_seq(toy["tree"], words, dur, sil))
     assert ok
     assert [toy["words"][w] for w in wids] == words
 
 
 def test_graph_accepts_optional_silence_between_words(toy):
-    seq = _pdf_seq(toy["tree"], [], 2, True, phones=["B", "IY", "SIL", "T", "IY", "K"])
+    seq = pdf_seq(toy["tree"], [], 2, True, phones=["B", "IY", "SIL", "T", "IY", "K"])
     ok, wids, _ = _linear_best(toy["graph"], seq)
     assert ok and [toy["words"][w] for w in wids] == ["BEE", "TEAK"]
 
 
 def test_graph_rejects_non_words_and_wrong_context(toy):
     tree = toy["tree"]
-    ok, _, _ = _linear_best(toy["graph"], _pdf_seq(tree, [], 1, True, phones=["B", "AA", "K"]))
+    ok, _, _ = _linear_best(toy["graph"], pdf_seq(tree, [], 1, True, phones=["B", "AA", "K"]))
     assert not ok  # B AA K spells no word sequence
     # IY after B has its own senones: using the "left = T" ones after B must not be accepted
-    good = _pdf_seq(tree, ["BEE"], 1, False)
+    good = pdf_seq(tree, ["BEE"], 1, False)
     bad = list(good)
     for s in range(3):
         b_iy, t_iy = tree.lookup(PID["B"], PID["IY"], 0, s), tree.lookup(PID["T"], PID["IY"], 0, s)
@@ -224,8 +157,8 @@ def test_graph_rejects_non_words_and_wrong_context(toy):
 def test_graph_scores_follow_the_lm(toy):
     """Same acoustics length, LM-likely order scores higher than an order never seen."""
     tree = toy["tree"]
-    _, _, seen = _linear_best(toy["graph"], _pdf_seq(tree, ["CAT", "TAB"], 1, False))
-    _, _, unseen = _linear_best(toy["graph"], _pdf_seq(tree, ["TAB", "CAT"], 1, False))
+    _, _, seen = _linear_best(toy["graph"], pdf_seq(tree, ["CAT", "TAB"], 1, False))
+    _, _, unseen = _linear_best(toy["graph"], pdf_seq(tree, ["TAB", "CAT"], 1, False))
     assert seen > unseen
 
 
@@ -260,7 +193,7 @@ def test_weighted_hmm_graph_decodes(toy, tmp_path: Path):
     assert loops.numel() and torch.allclose(loops, torch.full_like(loops, 0.1 * math.log(0.7)), atol=1e-5)
     assert torch.allclose(toy["graph"].fsa.scores[toy["graph"].fsa.arcs.values()[:, 0] ==
                                                   toy["graph"].fsa.arcs.values()[:, 1]], torch.tensor(0.0))
-    ll = {"u": _peaked(_pdf_seq(toy["tree"], ["CAT", "TAB"], 3, True), g.num_pdfs)}
+    ll = {"u": peaked(pdf_seq(toy["tree"], ["CAT", "TAB"], 3, True), g.num_pdfs)}
     assert decode(ll, g, DecodeConfig(acoustic_scale=1.0)).hyps == {"u": ["CAT", "TAB"]}
 
 
@@ -272,7 +205,7 @@ UTTS = {"u1": ["BEE", "TEA"], "u2": ["CAT", "TAB", "TEA"], "u3": ["TEAK"], "u4":
 def _loglikes(toy, factor: int = 1) -> Dict[str, np.ndarray]:
     out = {}
     for i, (u, w) in enumerate(UTTS.items()):
-        x = _peaked(_pdf_seq(toy["tree"], w, dur=factor * (1 + i % 3), sil=i % 2 == 0), toy["graph"].num_pdfs)
+        x = peaked(pdf_seq(toy["tree"], w, dur=factor * (1 + i % 3), sil=i % 2 == 0), toy["graph"].num_pdfs)
         out[u] = x[factor // 2::factor] if factor > 1 else x  # what a subsampling AM would emit
     return out
 

@@ -20,7 +20,10 @@ import pytest
 from lm2am.align.topo import HmmTopo, StateMap
 from lm2am.gmm.config import GmmConfig
 from lm2am.gmm.features import FeatureTransform, add_deltas
-from test_decode import LEX, LM_TEXT, PHONES, _write_lang
+from conftest import TOY_LEX as LEX
+from conftest import TOY_LM_TEXT as LM_TEXT
+from conftest import TOY_PHONES as PHONES
+from conftest import write_toy_lang
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 6
@@ -64,7 +67,7 @@ def trained(tmp_path_factory):
     from lm2am.gmm.train import train_mono
 
     root = tmp_path_factory.mktemp("gmm")
-    _write_lang(root / "lang")
+    write_toy_lang(root / "lang")
     rng = np.random.default_rng(0)
     means = rng.normal(0, 3.0, (SMAP.num_pdfs, DIM))
     data = []

@@ -18,12 +18,9 @@ from lm2am.tree import ContextTree
 from lm2am.tree.kaldi_format import (all_contexts, load_kaldi_context_dependency, mapping_mismatches,
                                      read_kaldi_tree, write_kaldi_tree)
 
-# the toy lang, tree and graph of the k2 decoder's tests (fixture imported, not duplicated)
-from test_decode import LEX, PHONES, _pdf_seq, _peaked, _toy_tree, toy  # noqa: F401
-from test_tree import PHONES as TREE_PHONES
-from test_tree import _random_stats
-
-from conftest import REPO, oracle_loglikes
+# the toy lang, tree and graph of the k2 decoder's tests (the toy fixture is in conftest.py)
+from conftest import REPO, TREE_PHONES, oracle_loglikes, pdf_seq, peaked, random_tree_stats, toy_tree
+from conftest import TOY_PHONES as PHONES
 
 k2 = pytest.importorskip("k2")
 kaldi_decoder = pytest.importorskip("kaldi_decoder")
@@ -34,7 +31,7 @@ def _shared_root_tree():
     """A tree with a shared root (asks the centre phone), a 5-state no-context SIL and the edge."""
     from lm2am.tree import build_tree
 
-    st, _ = _random_stats(8)
+    st, _ = random_tree_stats(8)
     return build_tree(st, TREE_PHONES, 40, min_count=10, no_context_phones=["SIL"], num_states={"SIL": 5},
                       roots=[["a1", "a2", "a3"]])
 
@@ -42,7 +39,7 @@ def _shared_root_tree():
 @pytest.mark.parametrize("binary", [False, True])
 @pytest.mark.parametrize("which", ["toy", "shared_root"])
 def test_tree_round_trip_maps_every_context_alike(tmp_path: Path, binary: bool, which: str):
-    tree = _toy_tree() if which == "toy" else _shared_root_tree()
+    tree = toy_tree() if which == "toy" else _shared_root_tree()
     path = tmp_path / "tree"
     write_kaldi_tree(tree, path, binary=binary)
     data = path.read_bytes()
@@ -67,7 +64,7 @@ def test_tree_round_trip_maps_every_context_alike(tmp_path: Path, binary: bool, 
 
 
 def test_mismatch_is_detected_and_bad_files_fail_clearly(tmp_path: Path):
-    tree = _toy_tree()
+    tree = toy_tree()
     write_kaldi_tree(tree, tmp_path / "tree")
     text = (tmp_path / "tree").read_text()
     # swap two leaf ids: the checker must see it
@@ -85,7 +82,7 @@ def test_mismatch_is_detected_and_bad_files_fail_clearly(tmp_path: Path):
 
 
 def test_convert_tree_cli_round_trip(tmp_path: Path):
-    tree = _toy_tree()
+    tree = toy_tree()
     tree.save(tmp_path / "tree.json")
     (tmp_path / "phones.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate(PHONES)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -116,7 +113,7 @@ def test_both_decoders_find_the_same_best_path_on_the_toy_graph(toy, source: str
     from lm2am.decode.kaldi import load_kaldi_graph
 
     tree, graph = toy["tree"], toy["graph"]
-    ll = {f"u{i}": _peaked(_pdf_seq(tree, ws, dur=i % 3 + 1), tree.num_leaves) for i, ws in enumerate(SENTENCES)}
+    ll = {f"u{i}": peaked(pdf_seq(tree, ws, dur=i % 3 + 1), tree.num_leaves) for i, ws in enumerate(SENTENCES)}
     cfg = DecodeConfig(acoustic_scale=1.0)
     ours = decode(ll, graph, cfg)
     kg = load_kaldi_graph(toy["root"] / "lang" / "graph", source=source)
@@ -139,8 +136,8 @@ def test_kaldi_decoder_subsampling_and_bad_input(toy):  # noqa: F811
     from lm2am.decode.kaldi import load_kaldi_graph
 
     tree = toy["tree"]
-    seq = _pdf_seq(tree, ["CAT", "TAB"], dur=2)
-    x = _peaked(seq[::2], tree.num_leaves)  # every 2nd frame: an AM with subsampling 2
+    seq = pdf_seq(tree, ["CAT", "TAB"], dur=2)
+    x = peaked(seq[::2], tree.num_leaves)  # every 2nd frame: an AM with subsampling 2
     kg = load_kaldi_graph(toy["root"] / "lang" / "graph")
     res = kaldi_decode({"u": x}, kg, DecodeConfig(acoustic_scale=1.0, subsampling_factor=2))
     assert res.hyps["u"] == ["CAT", "TAB"]
@@ -154,7 +151,7 @@ def test_decode_cli_kaldi_option_and_compare_script(toy, tmp_path: Path):  # noq
     import kaldiio
 
     tree = toy["tree"]
-    ll = {f"u{i}": _peaked(_pdf_seq(tree, ws), tree.num_leaves) for i, ws in enumerate(SENTENCES)}
+    ll = {f"u{i}": peaked(pdf_seq(tree, ws), tree.num_leaves) for i, ws in enumerate(SENTENCES)}
     kaldiio.save_ark(str(tmp_path / "ll.ark"), ll, scp=str(tmp_path / "ll.scp"))
     (tmp_path / "text").write_text("".join(f"u{i} {' '.join(ws)}\n" for i, ws in enumerate(SENTENCES)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -179,13 +176,13 @@ def test_decode_cli_kaldi_option_and_compare_script(toy, tmp_path: Path):  # noq
 
 
 def test_verdicts():
-    from lm2am.decode.compare import _verdict
+    from lm2am.decode.compare import verdict
 
-    assert _verdict(10.0, 10.0, 10.0, 0.01).startswith("tie")
-    assert _verdict(12.0, 10.0, 10.0, 0.01) == "beam: k2 missed the best path"
-    assert _verdict(10.0, 12.0, 10.0, 0.01) == "beam: Kaldi missed the best path"
-    assert _verdict(12.0, 11.0, 10.0, 0.01) == "beam: both missed the best path"
-    assert _verdict(9.0, 11.0, 10.0, 0.01).startswith("SUSPECT")
+    assert verdict(10.0, 10.0, 10.0, 0.01).startswith("tie")
+    assert verdict(12.0, 10.0, 10.0, 0.01) == "beam: k2 missed the best path"
+    assert verdict(10.0, 12.0, 10.0, 0.01) == "beam: Kaldi missed the best path"
+    assert verdict(12.0, 11.0, 10.0, 0.01) == "beam: both missed the best path"
+    assert verdict(9.0, 11.0, 10.0, 0.01).startswith("SUSPECT")
 
 
 # ---------------------------------------------------------------- tiny recipe, oracle senones

@@ -1,4 +1,4 @@
-"""lm2am/results.py (exp/RESULTS.md) on fabricated decode directories, steps/make_results.py and
+"""lm2am/report/results.py and tables.py (exp/RESULTS.md) on fabricated decode directories, steps/make_results.py and
 steps/fingerprint.py."""
 from __future__ import annotations
 

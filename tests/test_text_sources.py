@@ -21,7 +21,7 @@ def test_sizes_and_sources(pools: ts.TextPools) -> None:
     assert set(pools.lm_sources) == {"wordnet", "fortunes", "bible"}
     assert all(n > 0 for n in pools.lm_sources.values())
     assert sum(pools.lm_sources.values()) == len(pools.lm)
-    # Rough sizes from docs/corpus.md, with slack for package versions.
+    # Rough sizes of the Debian text sources, with slack for package versions.
     assert len(ts.wordnet_sentences()) > 20000
     assert len(ts.fortune_sentences()) > 10000
     assert len(ts.bible_sentences()) > 30000

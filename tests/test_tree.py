@@ -14,11 +14,13 @@ from lm2am.errors import Lm2amError
 from lm2am.tree import (EDGE, ContextTree, TreeStats, build_tree, cluster_phones, frame_contexts,
                         read_questions, state_questions)
 
-PHONES = ["<eps>", "SIL", "a1", "a2", "a3", "b1", "b2", "b3", "x", "y", "#0"]
+from conftest import TREE_DIM as D  # noqa: E402
+from conftest import TREE_PHONES as PHONES  # noqa: E402
+from conftest import random_tree_stats  # noqa: E402
+
 ID = {p: i for i, p in enumerate(PHONES)}
 A = [ID["a1"], ID["a2"], ID["a3"]]
 B = [ID["b1"], ID["b2"], ID["b3"]]
-D = 4
 
 
 def _frames(rng, n: int, center: int, lefts, rights, states, mean) -> Tuple[np.ndarray, ...]:
@@ -160,22 +162,8 @@ def test_more_leaves_recover_a_two_factor_structure():
         assert len(set(sen[truth == t])) == 1
 
 
-def _random_stats(seed: int, n: int = 20000, integer: bool = False) -> Tuple[TreeStats, Tuple]:
-    rng = np.random.default_rng(seed)
-    mu = rng.normal(0, 2, (len(PHONES), D))
-    c = rng.integers(1, 10, n)
-    lt, r = rng.integers(0, 10, n), rng.integers(0, 10, n)
-    s = rng.integers(0, 3, n)
-    feats = mu[c] + 0.7 * mu[lt] - 0.4 * mu[r] + s[:, None] + rng.normal(0, 1, (n, D))
-    if integer:  # exact sums whatever the accumulation order
-        feats = np.round(feats * 4)
-    st = TreeStats(D)
-    st.accumulate(feats, lt, c, r, s)
-    return st, (feats, lt, c, r, s)
-
-
 def test_num_leaves_and_min_count_are_respected():
-    st, _ = _random_stats(5)
+    st, _ = random_tree_stats(5)
     for n_leaves, min_count in [(30, 10.0), (80, 60.0)]:
         tree = build_tree(st, PHONES, n_leaves, min_count=min_count, no_context_phones=["SIL"])
         assert tree.num_leaves == n_leaves
@@ -196,7 +184,7 @@ def test_num_leaves_and_min_count_are_respected():
 
 
 def test_edge_context_is_treated_as_silence():
-    st, _ = _random_stats(6)
+    st, _ = random_tree_stats(6)
     tree = build_tree(st, PHONES, 60, min_count=10)
     for c, s in itertools.product(range(2, 10), range(3)):
         for other in range(1, 10):
@@ -207,7 +195,7 @@ def test_edge_context_is_treated_as_silence():
 
 
 def test_deterministic_and_save_load_round_trip(tmp_path: Path):
-    st, (feats, lt, c, r, s) = _random_stats(7, integer=True)
+    st, (feats, lt, c, r, s) = random_tree_stats(7, integer=True)
     st2 = TreeStats(D)
     order = np.random.default_rng(0).permutation(len(lt))
     for part in np.array_split(order, 13):  # other order and batching, same (exact) sums
@@ -237,7 +225,7 @@ def _kaldi_hmm_gmm():
 
 def test_kaldi_context_dependency_gives_the_same_senones_and_reads_back(tmp_path: Path):
     khg = _kaldi_hmm_gmm()
-    st, _ = _random_stats(8)
+    st, _ = random_tree_stats(8)
     tree = build_tree(st, PHONES, 40, min_count=10, no_context_phones=["SIL"],
                       num_states={"SIL": 5}, roots=[["a1", "a2", "a3"]])
     assert any(nd.key == 1 for nd in _split_nodes(_root(tree, "a1")))  # shared root asks the centre

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A single-node, loopback-only Slurm (slurmctld + slurmd + munged) for tests and demos, after the
-# recipe in docs/platform.md: no systemd, every file (config, munge key and socket, state, spool,
+# A single-node, loopback-only Slurm (slurmctld + slurmd + munged) for tests and demos:
+# no systemd, every file (config, munge key and socket, state, spool,
 # logs, pid files) under one state directory, free TCP ports picked at start, the node's CPUs and
 # memory taken from `slurmd -C`. Nothing outside the state directory is touched, so it can run next
 # to a system Slurm/munge (clients find it through SLURM_CONF).

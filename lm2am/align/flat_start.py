@@ -193,8 +193,6 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
         ``frames``, ``skipped`` (utterances with no path: fewer frames than obligatory HMM
         states, or pruned) and ``frames_per_sec``.
     """
-    from tqdm import tqdm
-
     topo = topo or HmmTopo()
     cfg = cfg or AlignConfig()
     utt_ids = _check_inputs(feats, texts, utt_ids)
@@ -205,8 +203,22 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
     graphs, usable = _training_graphs(feats, texts, lexicon, smap, utt_ids)
 
     torch.manual_seed(cfg.seed)
-    rng = np.random.RandomState(cfg.seed)
     model = _init_model(feats, usable, smap, cfg, device)
+    prior, history = _train_rounds(model, graphs, feats, usable, smap, cfg, device, tb_dir)
+    model.log_prior.copy_(prior.clamp_min(1e-10).log())
+    model.prior_scale.fill_(cfg.prior_scale)
+    model.eval()
+    return model, history
+
+
+def _train_rounds(model: MonoStateModel, graphs: Sequence[k2.Fsa], feats: Sequence[np.ndarray],
+                  usable: Sequence[int], smap: StateMap, cfg: AlignConfig, device: Device,
+                  tb_dir: Optional[Union[str, Path]]
+                  ) -> Tuple[torch.Tensor, List[Dict[str, float]]]:
+    """``cfg.epochs`` rounds of training on the usable utterances: ``(state prior, history)``."""
+    from tqdm import tqdm
+
+    rng = np.random.RandomState(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     lens_all = [feats[i].shape[0] for i in usable]
     batches = [np.asarray(usable)[b] for b in _length_batches(lens_all, cfg.batch_size)]
@@ -227,10 +239,7 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
                      entry["skipped"], entry["frames_per_sec"])
     finally:
         tb.close()
-    model.log_prior.copy_(prior.clamp_min(1e-10).log())
-    model.prior_scale.fill_(cfg.prior_scale)
-    model.eval()
-    return model, history
+    return prior, history
 
 
 def _init_model(feats: Sequence[np.ndarray], usable: Sequence[int], smap: StateMap,

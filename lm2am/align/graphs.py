@@ -90,20 +90,11 @@ def graph_arcs(units: Sequence[Unit], smap: StateMap) -> Tuple[np.ndarray, np.nd
     """
     topo = smap.topo
     loop, fwd = topo.loop_score, topo.forward_score
-    log_sil, log_nosil = math.log(topo.sil_prob), math.log1p(-topo.sil_prob)
     nst = [smap.num_states(u.phone_id) for u in units]
     first = np.concatenate([[1], 1 + np.cumsum(nst)]).astype(np.int64)  # FSA state of unit k's state 0
     final = int(first[-1])
     M = len(units)
-
-    # entries[k]: (unit index or M for final, extra log weight) reachable on leaving unit k-1.
-    entries: List[List[Tuple[int, float]]] = [[] for _ in range(M + 1)]
-    entries[M] = [(M, 0.0)]
-    for k in range(M - 1, -1, -1):
-        if units[k].optional:
-            entries[k] = [(k, log_sil)] + [(m, s + log_nosil) for m, s in entries[k + 1]]
-        else:
-            entries[k] = [(k, 0.0)]
+    entries = _entries(units, math.log(topo.sil_prob), math.log1p(-topo.sil_prob))
 
     src: List[int] = []
     dst: List[int] = []
@@ -135,6 +126,30 @@ def graph_arcs(units: Sequence[Unit], smap: StateMap) -> Tuple[np.ndarray, np.nd
             else:
                 enter(s, k + 1, fwd)
 
+    return _sorted_arcs(units, src, dst, lab, sc, unit_of)
+
+
+def _entries(units: Sequence[Unit], log_sil: float, log_nosil: float
+             ) -> List[List[Tuple[int, float]]]:
+    """``entries[k]``: (unit index or ``len(units)`` for final, extra log weight) reachable on
+    leaving unit k-1 (optional silences may be skipped)."""
+    M = len(units)
+    entries: List[List[Tuple[int, float]]] = [[] for _ in range(M + 1)]
+    entries[M] = [(M, 0.0)]
+    for k in range(M - 1, -1, -1):
+        if units[k].optional:
+            entries[k] = [(k, log_sil)] + [(m, s + log_nosil) for m, s in entries[k + 1]]
+        else:
+            entries[k] = [(k, 0.0)]
+    return entries
+
+
+def _sorted_arcs(units: Sequence[Unit], src: List[int], dst: List[int], lab: List[int],
+                 sc: List[float], unit_of: List[int]
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arc lists as ``graph_arcs`` returns them: arrays with the phone/word/segment
+    attributes of the emitting unit (``unit_of``; ``len(units)`` = final), sorted."""
+    M = len(units)
     arcs = np.stack([np.asarray(src), np.asarray(dst), np.asarray(lab)], axis=1).astype(np.int32)
     scores = np.asarray(sc, dtype=np.float32)
     uo = np.asarray(unit_of)

@@ -69,13 +69,28 @@ def save_priors(path: Path | str, log_priors: np.ndarray) -> None:
             np.save(f, np.asarray(log_priors, dtype=np.float32))
 
 
+def read_log_priors(path: Path | str) -> np.ndarray:
+    """Log senone priors as stored: ``.npy`` (as saved), else a Kaldi vector (binary or text,
+    read by kaldiio) or plain numbers, flattened to ``float32``. The one priors reader."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        return np.load(path)
+    import kaldiio
+
+    try:
+        return np.asarray(kaldiio.load_mat(str(path)), np.float32).reshape(-1)
+    except Exception:
+        return np.loadtxt(path, dtype=np.float32).reshape(-1)
+
+
 def load_priors(path: Path | str, num_senones: Optional[int] = None) -> np.ndarray:
-    """Read ``priors.npy`` (log-priors), checking the size against ``num_senones``."""
+    """Read ``priors.npy`` (log-priors; :func:`read_log_priors`), checking the size against
+    ``num_senones``."""
     path = Path(path)
     if not path.is_file():
         raise Lm2amError(f"{path}: senone priors missing; they are written when training ends "
                          "(steps/train_am.py)")
-    p = np.load(path)
+    p = read_log_priors(path)
     if p.ndim != 1 or (num_senones is not None and p.shape[0] != num_senones):
         raise Lm2amError(f"{path}: {p.shape} priors but the model has {num_senones} senones; "
                          "retrain or recompute the priors with this model's targets")

@@ -207,28 +207,15 @@ def decode_g722(path: Path | str):
 # The part
 
 
-def prepare_asterisk(out_dir: Path | str, cfg: Optional[AsteriskConfig] = None,
-                     sounds_dir: Optional[Path | str] = None,
-                     transcripts: Optional[Path | str] = None) -> Dict[str, object]:
-    """Write part ``test-asterisk`` under ``out_dir`` (atomically) and return its statistics.
+#: one selected prompt: (name, original text, normalized text, audio file)
+_Prompt = Tuple[str, str, str, Path]
 
-    Stats keys: ``prompts_found`` (audio files), ``transcripts`` (transcript entries),
-    ``transcripts_without_audio``, ``kept``, ``dropped`` (reason -> count), ``seconds``,
-    ``minutes``, ``hours``, ``words``, ``sounds_dir``, ``transcript_file``.
-    """
-    import soundfile as sf
 
-    cfg = cfg or AsteriskConfig()
-    out_dir = Path(out_dir)
-    sounds = find_sounds_dir(sounds_dir)
-    trans_path = find_transcripts(transcripts)
-    texts = read_transcripts(trans_path)
-    prompts = list_prompts(sounds)
-    log.info("asterisk: %d G.722 prompts in %s, %d transcripts in %s",
-             len(prompts), sounds, len(texts), trans_path)
-
+def _select_prompts(prompts: Dict[str, Path], texts: Dict[str, str],
+                    cfg: AsteriskConfig) -> Tuple[List[_Prompt], Dict[str, int]]:
+    """The usable prompts in name order, and how many were dropped for which reason."""
     dropped: Dict[str, int] = {}
-    selected: List[Tuple[str, str, str, Path]] = []  # (name, original text, normalized, audio)
+    selected: List[_Prompt] = []
     for name in sorted(prompts):  # plain str sort = C-locale order
         if name not in texts:
             reason: Optional[str] = "no_transcript"
@@ -243,16 +230,22 @@ def prepare_asterisk(out_dir: Path | str, cfg: Optional[AsteriskConfig] = None,
             dropped[reason] = dropped.get(reason, 0) + 1
             continue
         selected.append((name, texts[name], norm, prompts[name]))
-    if not selected:
-        raise Lm2amError(f"no usable Asterisk prompt in {sounds} (dropped: {dropped}); check "
-                         "--sounds-dir/--transcripts and the asterisk config section")
+    return selected, dropped
+
+
+def _write_part(part_dir: Path, selected: List[_Prompt], cfg: AsteriskConfig) -> Tuple[int, int]:
+    """Decode and write the selected prompts in LibriSpeech layout (atomically).
+
+    Returns ``(total samples, total words)``.
+    """
+    import soundfile as sf
 
     spk, chap = cfg.speaker_id, cfg.chapter_id
     total_samples = 0
     words = 0
     trans_lines: List[str] = []
     map_lines = ["utt_id\tprompt\toriginal_text"]
-    with atomic_path(out_dir / PART) as tmp:
+    with atomic_path(part_dir) as tmp:
         chap_dir = tmp / spk / chap
         chap_dir.mkdir(parents=True)
         for i, (name, orig, norm, audio) in enumerate(selected):
@@ -267,6 +260,32 @@ def prepare_asterisk(out_dir: Path | str, cfg: Optional[AsteriskConfig] = None,
             map_lines.append(f"{utt}\t{name}\t{' '.join(orig.split())}")
         (chap_dir / f"{spk}-{chap}.trans.txt").write_text("\n".join(trans_lines) + "\n")
         (tmp / "prompt_map.tsv").write_text("\n".join(map_lines) + "\n")
+    return total_samples, words
+
+
+def prepare_asterisk(out_dir: Path | str, cfg: Optional[AsteriskConfig] = None,
+                     sounds_dir: Optional[Path | str] = None,
+                     transcripts: Optional[Path | str] = None) -> Dict[str, object]:
+    """Write part ``test-asterisk`` under ``out_dir`` (atomically) and return its statistics.
+
+    Stats keys: ``prompts_found`` (audio files), ``transcripts`` (transcript entries),
+    ``transcripts_without_audio``, ``kept``, ``dropped`` (reason -> count), ``seconds``,
+    ``minutes``, ``hours``, ``words``, ``sounds_dir``, ``transcript_file``.
+    """
+    cfg = cfg or AsteriskConfig()
+    out_dir = Path(out_dir)
+    sounds = find_sounds_dir(sounds_dir)
+    trans_path = find_transcripts(transcripts)
+    texts = read_transcripts(trans_path)
+    prompts = list_prompts(sounds)
+    log.info("asterisk: %d G.722 prompts in %s, %d transcripts in %s",
+             len(prompts), sounds, len(texts), trans_path)
+
+    selected, dropped = _select_prompts(prompts, texts, cfg)
+    if not selected:
+        raise Lm2amError(f"no usable Asterisk prompt in {sounds} (dropped: {dropped}); check "
+                         "--sounds-dir/--transcripts and the asterisk config section")
+    total_samples, words = _write_part(out_dir / PART, selected, cfg)
 
     seconds = total_samples / SAMPLING_RATE
     stats: Dict[str, object] = {

@@ -184,15 +184,27 @@ def _require(data_dir: Path, name: str) -> Path:
     return path
 
 
-def load_kaldi_dir(data_dir: Path | str, sampling_rate: int = 16000, num_jobs: int = 4):
-    """Check a Kaldi data dir and return ``(RecordingSet, SupervisionSet)``, sorted by id.
+@dataclass
+class _DataDir:
+    """The parsed tables of one Kaldi data dir, with their paths for messages."""
 
-    Every bad input raises :class:`Lm2amError` naming the file and line.
-    """
-    from lhotse import (AudioSource, Recording, RecordingSet, SupervisionSegment,
-                        SupervisionSet)
+    wav_scp: Path
+    text_f: Path
+    utt2spk_f: Path
+    segments_f: Path
+    wavs: Dict[str, _Entry]
+    texts: Dict[str, _Entry]
+    utt2spk: Dict[str, _Entry]
+    segments: Optional[Dict[str, _Entry]]
+    genders: Dict[str, _Entry]
 
-    data_dir = Path(data_dir)
+
+#: (utterance id, recording id, start, end or None = to the end, segments line or None)
+_Utt = Tuple[str, str, float, Optional[float], Optional[int]]
+
+
+def _read_data_dir(data_dir: Path) -> _DataDir:
+    """Read the tables of a Kaldi data dir (segments and spk2gender when present)."""
     if not data_dir.is_dir():
         raise Lm2amError(f"Kaldi data dir {data_dir} does not exist; pass a directory with "
                          "wav.scp, text and utt2spk")
@@ -204,77 +216,81 @@ def load_kaldi_dir(data_dir: Path | str, sampling_rate: int = 16000, num_jobs: i
     segments = read_kaldi_table(segments_f, min_fields=4, max_fields=4) if segments_f.is_file() else None
     gender_f = data_dir / "spk2gender"
     genders = read_kaldi_table(gender_f, max_fields=2) if gender_f.is_file() else {}
+    return _DataDir(wav_scp, text_f, utt2spk_f, segments_f, wavs, texts, utt2spk, segments, genders)
 
-    for utt, e in texts.items():
+
+def _check_utterances(d: _DataDir) -> None:
+    """Every transcript has a speaker and audio; every utt2spk line has a transcript."""
+    for utt, e in d.texts.items():
         if not e.value:
-            raise Lm2amError(f"{text_f} line {e.line}: empty transcript for {utt}; add its text or "
+            raise Lm2amError(f"{d.text_f} line {e.line}: empty transcript for {utt}; add its text or "
                              "remove the utterance (then run utils/fix_data_dir.sh)")
-        if utt not in utt2spk:
-            raise Lm2amError(f"{text_f} line {e.line}: utterance {utt} is not in {utt2spk_f}; add "
+        if utt not in d.utt2spk:
+            raise Lm2amError(f"{d.text_f} line {e.line}: utterance {utt} is not in {d.utt2spk_f}; add "
                              "its speaker or remove it (utils/fix_data_dir.sh)")
-        if segments is not None and utt not in segments:
-            raise Lm2amError(f"{text_f} line {e.line}: utterance {utt} is not in {segments_f}; add "
+        if d.segments is not None and utt not in d.segments:
+            raise Lm2amError(f"{d.text_f} line {e.line}: utterance {utt} is not in {d.segments_f}; add "
                              "its segment or remove it (utils/fix_data_dir.sh)")
-        if segments is None and utt not in wavs:
-            raise Lm2amError(f"{text_f} line {e.line}: utterance {utt} is not in {wav_scp} (no "
+        if d.segments is None and utt not in d.wavs:
+            raise Lm2amError(f"{d.text_f} line {e.line}: utterance {utt} is not in {d.wav_scp} (no "
                              "segments file, so utterance ids are recording ids); add it or remove it")
-    for utt, e in utt2spk.items():
-        if utt not in texts:
-            raise Lm2amError(f"{utt2spk_f} line {e.line}: utterance {utt} has no transcript in "
-                             f"{text_f}; add it or remove the line (utils/fix_data_dir.sh)")
-    # (utterance id, recording id, start, end or None = to the end, segments line or None)
-    utts: List[Tuple[str, str, float, Optional[float], Optional[int]]] = []
-    if segments is not None:
-        for utt, e in segments.items():
-            rec, start_s, end_s = e.value.split()
-            if utt not in texts:
-                raise Lm2amError(f"{segments_f} line {e.line}: utterance {utt} has no transcript "
-                                 f"in {text_f}; add it or remove the line (utils/fix_data_dir.sh)")
-            if rec not in wavs:
-                raise Lm2amError(f"{segments_f} line {e.line}: recording {rec} of {utt} is not in "
-                                 f"{wav_scp}; add it or remove the segment")
-            try:
-                start, end = float(start_s), float(end_s)
-            except ValueError:
-                raise Lm2amError(f"{segments_f} line {e.line}: start/end must be numbers, got "
-                                 f"{start_s!r} {end_s!r}") from None
-            if start < 0 or (end != -1 and end <= start):
-                raise Lm2amError(f"{segments_f} line {e.line}: bad times {start_s} {end_s} for {utt}; "
-                                 "need 0 <= start < end (or end -1 for the end of the recording)")
-            utts.append((utt, rec, start, None if end == -1 else end, e.line))
+    for utt, e in d.utt2spk.items():
+        if utt not in d.texts:
+            raise Lm2amError(f"{d.utt2spk_f} line {e.line}: utterance {utt} has no transcript in "
+                             f"{d.text_f}; add it or remove the line (utils/fix_data_dir.sh)")
+
+
+def _parse_segments(d: _DataDir) -> List[_Utt]:
+    """The utterances with their times: from segments, or one per recording without it."""
+    if d.segments is None:
+        return [(utt, utt, 0.0, None, None) for utt in d.texts]
+    utts: List[_Utt] = []
+    for utt, e in d.segments.items():
+        rec, start_s, end_s = e.value.split()
+        if utt not in d.texts:
+            raise Lm2amError(f"{d.segments_f} line {e.line}: utterance {utt} has no transcript "
+                             f"in {d.text_f}; add it or remove the line (utils/fix_data_dir.sh)")
+        if rec not in d.wavs:
+            raise Lm2amError(f"{d.segments_f} line {e.line}: recording {rec} of {utt} is not in "
+                             f"{d.wav_scp}; add it or remove the segment")
+        try:
+            start, end = float(start_s), float(end_s)
+        except ValueError:
+            raise Lm2amError(f"{d.segments_f} line {e.line}: start/end must be numbers, got "
+                             f"{start_s!r} {end_s!r}") from None
+        if start < 0 or (end != -1 and end <= start):
+            raise Lm2amError(f"{d.segments_f} line {e.line}: bad times {start_s} {end_s} for {utt}; "
+                             "need 0 <= start < end (or end -1 for the end of the recording)")
+        utts.append((utt, rec, start, None if end == -1 else end, e.line))
+    return utts
+
+
+def _make_recording(rec: str, e: _Entry, a: _Audio, wav_scp: Path, sampling_rate: int):
+    """Check one recording's audio against what the recipe expects; build its lhotse Recording."""
+    from lhotse import AudioSource, Recording
+
+    where = f"{wav_scp} line {e.line}"
+    if a.sampling_rate != sampling_rate:
+        raise Lm2amError(f"{where}: {rec} is {a.sampling_rate} Hz, expected {sampling_rate}; "
+                         f"resample it (e.g. 'sox in.wav -r {sampling_rate} -t wav - |' in wav.scp) "
+                         "or pass the matching --sampling-rate")
+    if a.channels != 1:
+        raise Lm2amError(f"{where}: {rec} has {a.channels} channels; select one in wav.scp "
+                         "(e.g. 'sox in.wav -t wav - remix 1 |')")
+    if a.num_samples == 0:
+        raise Lm2amError(f"{where}: {rec} has no audio samples; re-create it or remove it")
+    if e.value.endswith("|"):
+        source = AudioSource(type="command", channels=[0], source=e.value[:-1].strip())
     else:
-        utts = [(utt, utt, 0.0, None, None) for utt in texts]
+        # absolute, so the manifests work from any directory
+        source = AudioSource(type="file", channels=[0], source=str(Path(e.value).resolve()))
+    return Recording(id=rec, sources=[source], sampling_rate=a.sampling_rate,
+                     num_samples=a.num_samples, duration=a.num_samples / a.sampling_rate)
 
-    used = sorted({u[1] for u in utts})
-    unused = len(wavs) - len(used)
-    if unused:
-        log.warning("%s: %d recordings have no utterance; skipped", wav_scp, unused)
 
-    with ThreadPoolExecutor(max(1, num_jobs)) as ex:
-        audio = dict(zip(used, ex.map(lambda r: _read_audio_info(r, wavs[r], wav_scp), used)))
-
-    recordings = []
-    for rec in used:
-        a, e = audio[rec], wavs[rec]
-        where = f"{wav_scp} line {e.line}"
-        if a.sampling_rate != sampling_rate:
-            raise Lm2amError(f"{where}: {rec} is {a.sampling_rate} Hz, expected {sampling_rate}; "
-                             f"resample it (e.g. 'sox in.wav -r {sampling_rate} -t wav - |' in wav.scp) "
-                             "or pass the matching --sampling-rate")
-        if a.channels != 1:
-            raise Lm2amError(f"{where}: {rec} has {a.channels} channels; select one in wav.scp "
-                             "(e.g. 'sox in.wav -t wav - remix 1 |')")
-        if a.num_samples == 0:
-            raise Lm2amError(f"{where}: {rec} has no audio samples; re-create it or remove it")
-        if e.value.endswith("|"):
-            source = AudioSource(type="command", channels=[0], source=e.value[:-1].strip())
-        else:
-            # absolute, so the manifests work from any directory
-            source = AudioSource(type="file", channels=[0], source=str(Path(e.value).resolve()))
-        recordings.append(Recording(id=rec, sources=[source], sampling_rate=a.sampling_rate,
-                                    num_samples=a.num_samples,
-                                    duration=a.num_samples / a.sampling_rate))
-    durations = {r.id: r.duration for r in recordings}
+def _make_supervisions(d: _DataDir, utts: List[_Utt], durations: Dict[str, float]) -> list:
+    """One lhotse SupervisionSegment per utterance, sorted by id, times checked against the audio."""
+    from lhotse import SupervisionSegment
 
     sups = []
     for utt, rec, start, end, line in sorted(utts):
@@ -283,17 +299,41 @@ def load_kaldi_dir(data_dir: Path | str, sampling_rate: int = 16000, num_jobs: i
             end = rec_dur
         elif end > rec_dur:
             if end > rec_dur + SEGMENT_END_TOLERANCE:
-                raise Lm2amError(f"{segments_f} line {line}: segment {utt} ends at {end} s, past "
+                raise Lm2amError(f"{d.segments_f} line {line}: segment {utt} ends at {end} s, past "
                                  f"the end of {rec} ({rec_dur:.3f} s); fix the segment")
             end = rec_dur  # rounding in the segments file
         if start >= end:
-            raise Lm2amError(f"{segments_f} line {line}: segment {utt} starts at {start} s, at or "
+            raise Lm2amError(f"{d.segments_f} line {line}: segment {utt} starts at {start} s, at or "
                              f"after the end of {rec} ({rec_dur:.3f} s); fix the segment")
-        spk = utt2spk[utt].value
-        gender = genders[spk].value if spk in genders else None
+        spk = d.utt2spk[utt].value
+        gender = d.genders[spk].value if spk in d.genders else None
         sups.append(SupervisionSegment(id=utt, recording_id=rec, start=start, duration=end - start,
-                                       channel=0, text=" ".join(texts[utt].value.split()).upper(),
+                                       channel=0, text=" ".join(d.texts[utt].value.split()).upper(),
                                        speaker=spk, gender=gender))
+    return sups
+
+
+def load_kaldi_dir(data_dir: Path | str, sampling_rate: int = 16000, num_jobs: int = 4):
+    """Check a Kaldi data dir and return ``(RecordingSet, SupervisionSet)``, sorted by id.
+
+    Every bad input raises :class:`Lm2amError` naming the file and line.
+    """
+    from lhotse import RecordingSet, SupervisionSet
+
+    d = _read_data_dir(Path(data_dir))
+    _check_utterances(d)
+    utts = _parse_segments(d)
+
+    used = sorted({u[1] for u in utts})
+    unused = len(d.wavs) - len(used)
+    if unused:
+        log.warning("%s: %d recordings have no utterance; skipped", d.wav_scp, unused)
+
+    with ThreadPoolExecutor(max(1, num_jobs)) as ex:
+        audio = dict(zip(used, ex.map(lambda r: _read_audio_info(r, d.wavs[r], d.wav_scp), used)))
+    recordings = [_make_recording(rec, d.wavs[rec], audio[rec], d.wav_scp, sampling_rate)
+                  for rec in used]
+    sups = _make_supervisions(d, utts, {r.id: r.duration for r in recordings})
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(sups)
 
 

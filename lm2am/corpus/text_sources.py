@@ -1,4 +1,4 @@
-"""Transcript pools for the embedded synthetic corpus ``synth-en`` (see docs/corpus.md, "Text").
+"""Transcript pools for the embedded synthetic corpus ``synth-en`` (see README.md, "The synth-en corpus").
 
 * AM transcripts (train/dev/test) come from WordNet example sentences: the double-quoted
   strings in the glosses of ``data.{noun,verb,adj,adv}`` (Debian ``wordnet-base``), kept

@@ -18,7 +18,7 @@ from lm2am.decode.result import DecodeResult, Matrix, expand_frames
 from lm2am.decode.score import compute_wer
 from lm2am.graph.load import DecodingGraph, load_graph
 
-__all__ = ["k2_best_path_costs", "Comparison", "compare_decoders"]
+__all__ = ["k2_best_path_costs", "Comparison", "compare_decoders", "verdict", "compare_set"]
 
 
 def k2_best_path_costs(log_likes: Mapping[str, Matrix], graph: DecodingGraph,
@@ -100,7 +100,7 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
 
-def _verdict(c_k2: float, c_kaldi: float, c_wide: float, tol: float) -> str:
+def verdict(c_k2: float, c_kaldi: float, c_wide: float, tol: float) -> str:
     """Why two outputs differ, judged on path costs. Neither decoder can beat a search that is
     only wider (same graph, same scores) by more than rounding, so that case is a bug."""
     if min(c_k2, c_kaldi) < c_wide - tol:
@@ -143,5 +143,40 @@ def compare_decoders(log_likes: Mapping[str, Matrix], graph_dir: Union[Path, str
             cw = wide.costs.get(u, float("inf"))
             cmp.diffs.append({"utt": u, "k2_hyp": r_k2.hyps.get(u, []), "kaldi_hyp": r_kaldi.hyps.get(u, []),
                               "k2_cost": ck, "kaldi_cost": ca, "wide_cost": cw, "wide_hyp": wide.hyps.get(u, []),
-                              "verdict": _verdict(ck, ca, cw, tol)})
+                              "verdict": verdict(ck, ca, cw, tol)})
     return cmp
+
+
+def compare_set(loglikes_scp: Path, graph_dir: Path, out_dir: Path, cfg: DecodeConfig, *,
+                log_priors: Optional[Path] = None, ref: Optional[Path] = None, kaldi_source: str = "fst",
+                wide_factor: float = 4.0, title: str = "k2 vs Kaldi decoder") -> str:
+    """The cross-check of steps/compare_decoders.py on one set's log-likelihood scp (minus
+    ``log_priors``): writes ``out_dir/compare_decoders.{md,json}``, returns the markdown."""
+    import json
+
+    from lm2am.am.priors import read_log_priors
+    from lm2am.decode.score import read_references
+    from lm2am.decode.stage import check_loglikes_scp, read_loglikes
+    from lm2am.errors import Lm2amError
+    from lm2am.io import write_if_changed
+
+    check_loglikes_scp(loglikes_scp)
+    refs = read_references(ref) if ref else None
+    priors = None
+    if log_priors:
+        if not log_priors.is_file():
+            raise Lm2amError(f"--log-priors {log_priors} does not exist")
+        priors = np.asarray(read_log_priors(log_priors), np.float32).reshape(-1)
+    mats = dict(read_loglikes(loglikes_scp, priors, log_priors))
+    cmp = compare_decoders(mats, graph_dir, cfg, refs, kaldi_source=kaldi_source, wide_factor=wide_factor)
+    md = cmp.markdown(title)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_if_changed(out_dir / "compare_decoders.md", md)
+    info = {"graph": str(graph_dir), "loglikes": str(loglikes_scp), "acoustic_scale": cfg.acoustic_scale,
+            "search_beam": cfg.search_beam, "max_active_states": cfg.max_active_states,
+            "kaldi_graph": kaldi_source, "utterances": len(cmp.utts),
+            "identical_share": round(cmp.identical_share, 4), "wer_k2": cmp.wer_k2, "wer_kaldi": cmp.wer_kaldi,
+            "rtf_k2": round(cmp.k2.rtf, 5), "rtf_kaldi": round(cmp.kaldi.rtf, 5),
+            "failed_k2": cmp.k2.failed, "failed_kaldi": cmp.kaldi.failed, "diffs": cmp.diffs}
+    write_if_changed(out_dir / "compare_decoders.json", json.dumps(info, indent=1, default=float) + "\n")
+    return md

@@ -14,7 +14,7 @@ times (``DecodeConfig.subsampling_factor``), which keeps the graph and its minim
 duration unchanged; the effective acoustic weight per 10 ms frame is then the same as for an
 unsubsampled AM, so the acoustic scale needs no change.
 
-Robustness (docs/users.md): a batch that raises (e.g. out of memory) is split in halves down to
+Robustness: a batch that raises (e.g. out of memory) is split in halves down to
 single utterances; an utterance whose lattice is empty (beam too narrow) is retried alone with
 beams multiplied by ``retry_beam_factor`` (up to ``max_retries`` times); an utterance that still
 fails gets an empty hypothesis, a warning and an entry in ``DecodeResult.failed``, and decoding

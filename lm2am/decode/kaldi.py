@@ -12,7 +12,7 @@ The graph (two sources, both the graph dir of :func:`lm2am.graph.hclg.make_graph
   (input = Kaldi transition-id, 0 = epsilon; output = word id). The decodable is Kaldi's
   ``decode-faster-mapped`` mapping done once per utterance in numpy: column ``tid - 1`` of the
   matrix handed to ``DecodableCtc`` (which answers ``log_likelihood(t, i)`` with
-  ``matrix[t, i - 1]``, docs/platform.md) holds ``scale * loglike[t, tid2pdf[tid]]``.
+  ``matrix[t, i - 1]``: transition-ids are 1-based) holds ``scale * loglike[t, tid2pdf[tid]]``.
 * ``source="k2"``: ``HCLG.pt`` itself, the very FSA the k2 decoder searches (labels ``pdf + 1``,
   epsilon-free), converted to OpenFst with ``k2.to_str(openfst=True)`` + ``kaldifst.compile``;
   then the decodable is simply ``scale * loglike`` (column ``label - 1`` = pdf). No word times

@@ -11,17 +11,20 @@ final state keeps its best partial path (Kaldi's ``--allow-partial``), counted i
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from lm2am.errors import Lm2amError
+from lm2am.gmm.config import GmmConfig
 from lm2am.gmm.model import GmmSystem
 from lm2am.data.features import load_features
+from lm2am.kaldi import kaldi_wheels
 
 log = logging.getLogger("lm2am.gmm")
 
@@ -51,8 +54,7 @@ class _Tables:
 def load_gmm_graph(graph_dir: Union[Path, str], system: GmmSystem):
     """``(HCLG as kaldifst.StdVectorFst, tid2pdf, words)``; checks the graph was built for this
     system's monophone tree (same transition-id -> pdf map)."""
-    import kaldifst
-
+    _, kaldifst, _ = kaldi_wheels()
     graph_dir = Path(graph_dir)
     for f in ("HCLG.fst", "tid2pdf.npy", "words.txt"):
         if not (graph_dir / f).is_file():
@@ -75,8 +77,7 @@ def load_gmm_graph(graph_dir: Union[Path, str], system: GmmSystem):
 def decode_cuts(system: GmmSystem, graph_dir: Union[Path, str], cuts, scales: Sequence[float],
                 beam: float = 13.0, max_active: int = 7000) -> GmmDecodeResult:
     """Decode every cut at every acoustic scale (one FasterDecoder pass per scale)."""
-    import kaldi_decoder
-    import kaldifst
+    _, kaldifst, kaldi_decoder = kaldi_wheels()
 
     from lm2am.gmm.viterbi import tid_matrix
 
@@ -109,3 +110,40 @@ def decode_cuts(system: GmmSystem, graph_dir: Union[Path, str], cuts, scales: Se
             res.hyps_by_scale[s][c.id] = hyp
             res.seconds_by_scale[s] += time.time() - t0
     return res
+
+
+def decode_and_score(cuts_path: Path, gmm_dir: Path, out: Path, cfg: GmmConfig, scales: Sequence[float],
+                     graph_dir: Optional[Path] = None, set_name: str = "", use_sclite: bool = True
+                     ) -> Tuple[Dict[str, object], object, GmmDecodeResult]:
+    """Decode the cuts of ``cuts_path`` with the GMM system in ``gmm_dir`` at every scale of
+    ``scales`` (the first is the main one), score them against the cuts' transcripts and write
+    what steps/decode.py writes to ``out`` (hyp.txt, score files, decode_info.json; with more
+    than one scale scales.txt, best_scale and scale_<s>/). Returns ``(decode_info, WerStats of the
+    main scale, GmmDecodeResult)``."""
+    from lhotse import CutSet
+
+    from lm2am.decode.score import read_references, score_set
+    from lm2am.decode.stage import score_scales
+    from lm2am.io import atomic_write_text
+
+    scale = scales[0]
+    graph_dir = graph_dir or gmm_dir / "graph"
+    system = GmmSystem.load(gmm_dir)
+    res = decode_cuts(system, graph_dir, CutSet.from_file(cuts_path), scales, cfg.decode_beam,
+                      cfg.decode_max_active)
+    refs = read_references(cuts_path)
+    out.mkdir(parents=True, exist_ok=True)
+    hyps = res.hyps_by_scale[scale]
+    atomic_write_text(out / "hyp.txt", "".join(f"{u} {' '.join(w)}".rstrip() + "\n" for u, w in sorted(hyps.items())))
+    stats = score_set(refs, hyps, out, set_name, use_sclite=use_sclite)
+    info: Dict[str, object] = {
+        "system": "gmm_mono", "gmm_dir": str(gmm_dir), "graph": str(graph_dir),
+        "decoder": "kaldi_decoder.FasterDecoder", "beam": cfg.decode_beam, "max_active": cfg.decode_max_active,
+        "acoustic_scale": scale, "utterances": len(hyps), "audio_seconds": round(res.audio_seconds, 2),
+        "likelihood_seconds": round(res.likelihood_seconds, 2),
+        "decode_seconds": round(res.seconds_by_scale[scale], 2), "rtf": round(res.rtf(scale), 5),
+        "partial": res.partial[scale], "wer": stats.summary_line()}
+    if len(scales) > 1:
+        info["best_scale"] = score_scales(refs, scale, stats, scales[1:], res.hyps_by_scale, out, set_name)
+    atomic_write_text(out / "decode_info.json", json.dumps(info, indent=1) + "\n")
+    return info, stats, res

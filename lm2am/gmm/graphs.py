@@ -28,6 +28,7 @@ from lm2am.align.flat_start import Alignment
 from lm2am.align.graphs import Lexicon, Unit, utterance_units
 from lm2am.align.topo import StateMap
 from lm2am.graph.hmm import TransitionTables
+from lm2am.kaldi import kaldi_wheels
 
 
 @dataclass
@@ -54,8 +55,7 @@ def transition_costs(tm, tables: TransitionTables, transition_scale: float, self
 def compile_graph(words: Sequence[str], lexicon: Lexicon, smap: StateMap, tables: TransitionTables,
                   costs: np.ndarray, utt: Optional[str] = None) -> TrainingGraph:
     """The training graph of one transcript (see the module docstring)."""
-    import kaldifst
-
+    _, kaldifst, _ = kaldi_wheels()
     units = utterance_units(words, lexicon, smap, utt)
     topo = smap.topo
     log_sil, log_nosil = math.log(topo.sil_prob), math.log1p(-topo.sil_prob)

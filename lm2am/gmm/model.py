@@ -31,6 +31,7 @@ from lm2am.align.topo import HmmTopo, StateMap
 from lm2am.errors import Lm2amError
 from lm2am.gmm.features import FeatureTransform
 from lm2am.io import atomic_path
+from lm2am.kaldi import kaldi_wheels
 from lm2am.tree import STATE, ContextTree, Node
 
 
@@ -128,8 +129,7 @@ class GmmSystem:
     @classmethod
     def load(cls, model_dir: Union[Path, str]) -> "GmmSystem":
         """Read a system written by :meth:`save`."""
-        import kaldi_hmm_gmm  # noqa: F401  (unpickling needs it; import it before kaldifst)
-
+        kaldi_wheels()  # unpickling needs kaldi_hmm_gmm (imported before kaldifst)
         path = Path(model_dir) / "final.mdl"
         if not path.is_file():
             raise Lm2amError(f"{path}: GMM model missing; run steps/train_gmm_mono.py first")

@@ -31,14 +31,13 @@ from lm2am.gmm.graphs import TrainingGraph, compile_graph, transition_costs
 from lm2am.gmm.model import GmmSystem, monophone_tree
 from lm2am.gmm.viterbi import equal_align, tid_matrix, viterbi_align
 from lm2am.data.features import load_features
+from lm2am.kaldi import kaldi_wheels
 
 log = logging.getLogger("lm2am.gmm")
 
 
 def _khg():
-    import kaldi_hmm_gmm
-
-    return kaldi_hmm_gmm
+    return kaldi_wheels()[0]
 
 
 def init_system(feats: Sequence[np.ndarray], phones: Sequence[str], topo: HmmTopo,

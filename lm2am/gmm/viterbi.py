@@ -3,7 +3,8 @@
 :func:`viterbi_align` is Kaldi's ``AlignUtteranceWrapper``: kaldi-decoder's ``FasterDecoder``
 with ``beam``; if no path reaches the final state, once more with ``retry_beam``. The decodable
 is a ``DecodableCtc`` over ``[T, num_tids]`` whose column ``tid - 1`` is the scaled
-log-likelihood of the transition-id's pdf (docs/platform.md).
+log-likelihood of the transition-id's pdf (``DecodableCtc`` answers
+``log_likelihood(t, i)`` with ``matrix[t, i - 1]``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from lm2am.graph.hmm import TransitionTables
+from lm2am.kaldi import kaldi_wheels
 
 
 def tid_matrix(pdf_loglikes: np.ndarray, tables: TransitionTables, scale: float) -> np.ndarray:
@@ -23,9 +25,7 @@ def best_path(fst, loglikes_by_tid: np.ndarray, beam: float, max_active: int = 2
               ) -> Optional[Tuple[List[int], List[int], float]]:
     """``(input labels, output labels, cost)`` of the best complete path, or None if none
     survived the beam."""
-    import kaldi_decoder
-    import kaldifst
-
+    _, kaldifst, kaldi_decoder = kaldi_wheels()
     decoder = kaldi_decoder.FasterDecoder(fst, kaldi_decoder.FasterDecoderOptions(beam=beam, max_active=max_active))
     decoder.decode(kaldi_decoder.DecodableCtc(loglikes_by_tid))
     if not decoder.reached_final():
@@ -51,8 +51,7 @@ def viterbi_align(fst, loglikes_by_tid: np.ndarray, beam: float, retry_beam: flo
 def equal_align(fst, num_frames: int, seed: int) -> Optional[Tuple[List[int], List[int]]]:
     """Kaldi's ``align-equal-compiled``: a random path of ``num_frames`` frames with the frames
     spread evenly over its states; None if the utterance is too short for its transcript."""
-    import kaldifst
-
+    _, kaldifst, _ = kaldi_wheels()
     ok, ali = kaldifst.equal_align(ifst=fst, length=num_frames, rand_seed=seed, num_retries=10)
     if not ok:
         return None

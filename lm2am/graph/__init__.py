@@ -47,7 +47,7 @@ The k2 graph and THE label mapping (transition-id → pdf-id → k2 label)
 * ``tids`` = the transition-id of each arc (phone alignments and CTM word times).
 * The matching dense input has ``num_pdfs + 1`` columns: column 0 unused, column ``p + 1`` =
   scaled log-likelihood of pdf ``p`` (:func:`lm2am.decode.k2.decode` does this). The same ``+1``
-  is what Kaldi's ``DecodableCtc`` expects (docs/platform.md), should a Kaldi decoder be used.
+  is what Kaldi's ``DecodableCtc`` expects (it reads column ``i - 1`` for label ``i``), should a Kaldi decoder be used.
 
 The graph directory (``<lang>/graph``) holds ``HCLG.fst``, ``HCLG.pt``, ``G.arpa``,
 ``words.txt``, ``phones.txt``, ``lexicon.txt``, ``tree`` (Kaldi binary), ``trans_model.pkl``

@@ -68,7 +68,7 @@ __all__ = ["pos_runs", "encode_rows", "topk_posteriors", "shard_cut_ids", "compu
 
 FORMAT = "lm2am-teacher-posteriors"
 VERSION = 1
-_CHUNK = 256  # cuts scored together (one set of batches); part of what fixes the output bytes
+CHUNK = 256  # cuts scored together (one set of batches); part of what fixes the output bytes
 
 PathLike = Union[str, Path]
 
@@ -238,7 +238,7 @@ def _check_vocabulary(info: Any, unit: str, vocab_size: int, model_path: Path, i
 def _write_shard(model: Any, reader: Any, cut_ids: List[str], unit: str, opts: Mapping[str, Any],
                  batch_tokens: int, ark: Path, device: Union[str, torch.device], bar: Any
                  ) -> Tuple[List[str], Dict[str, int]]:
-    """Score the cuts ``_CHUNK`` at a time and write their matrices to ``ark`` (atomically);
+    """Score the cuts ``CHUNK`` at a time and write their matrices to ``ark`` (atomically);
     returns the scp lines (naming ``ark``) and the counts."""
     from kaldiio.matio import write_array
 
@@ -247,8 +247,8 @@ def _write_shard(model: Any, reader: Any, cut_ids: List[str], unit: str, opts: M
     lines: List[str] = []
     with atomic_path(ark) as tmp_ark:
         with open(tmp_ark, "wb") as f:
-            for c0 in range(0, len(cut_ids), _CHUNK):
-                ids = cut_ids[c0:c0 + _CHUNK]
+            for c0 in range(0, len(cut_ids), CHUNK):
+                ids = cut_ids[c0:c0 + CHUNK]
                 tp = [target_tokens(reader[c], unit) for c in ids]
                 tops = score_sequences(model, [t for t, _ in tp], lambda i, lg: topk_posteriors(lg, k, temp),
                                        spacing=opts["mask_spacing"], batch_tokens=batch_tokens,

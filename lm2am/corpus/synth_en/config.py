@@ -40,7 +40,7 @@ class SynthConfig:
     test_voices: List[str] = field(default_factory=lambda: ["flite:awb", "espeak:en-us-nyc"])
     pseudo_speakers_per_voice: int = 4
     # Share of each split's utterances spoken by espeak-ng voices (a minority: espeak is far
-    # less human-like than flite/festival, see docs/corpus.md).
+    # less human-like than flite/festival).
     espeak_share: float = 0.15
     pitch_range: List[float] = field(default_factory=lambda: [0.85, 1.2])  # x mean F0
     rate_range: List[float] = field(default_factory=lambda: [0.9, 1.15])   # x durations

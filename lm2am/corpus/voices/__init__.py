@@ -1,6 +1,6 @@
 """Speech synthesizer back ends for synth-en, each returning 16 kHz audio plus reference timings.
 
-Three engines (see docs/corpus.md for measured quality and speed):
+Three engines (README.md, "The synth-en corpus", says how they are mixed):
 
 * **flite** (``slt``, ``rms``, ``awb``, ``kal16``) through ``libflite`` with ctypes: in-process
   synthesis (no process start per utterance) and direct access to the utterance structure, so
