@@ -67,6 +67,8 @@ def main() -> None:
             raise Lm2amError("graph.add_train_transcripts is true: pass --transcripts with the training cuts "
                              "(and --lm-text, not --arpa)")
         inputs.append(args.transcripts)
+    if cfg.lm_sources is not None and args.lm_text is not None:
+        inputs.append(args.lm_text.with_name("sources.tsv"))
     for f in inputs:
         if not f.is_file():
             raise Lm2amError(f"{f}: missing; run the lang and tree stages first (or fix the path)")

@@ -347,16 +347,22 @@ def test_make_graph_cli_skips_when_up_to_date(toy, tmp_path: Path):
     assert bad.returncode == 1 and bad.stderr.startswith("ERROR: ")
 
 
-def test_ngram_from_file_adds_extra_sentences(tmp_path):
-    """graph.add_train_transcripts: the training transcripts join the LM text, so their
-    n-grams get probability mass they would otherwise only have through back-off."""
-    from lm2am.graph.ngram import estimate_ngram_from_file
 
-    text = tmp_path / "lm.txt"
-    text.write_text("a b\nb a\na a\n")
-    vocab = ["<eps>", "a", "b", "c", "<s>", "</s>"]
-    cfg = NgramConfig(order=2, fixed_discounts=[0.5, 0.5])
-    plain = estimate_ngram_from_file(text, vocab, cfg)
-    more = estimate_ngram_from_file(text, vocab, cfg, ["b c", "c a"])
-    assert more.info["sentences"] == plain.info["sentences"] + 2
-    assert more.num_ngrams()[1] > plain.num_ngrams()[1]
+def test_lm_sentences_select_sources_and_add_transcripts(tmp_path):
+    """graph.lm_sources keeps the named blocks of the LM pool (sources.tsv), and
+    graph.add_train_transcripts appends the training transcripts."""
+    from lm2am.errors import Lm2amError
+    from lm2am.graph.lm_text import lm_sentences
+
+    text = tmp_path / "lm_text.txt"
+    text.write_text("b1\nb2\nf1\nw1\nw2\n")
+    assert list(lm_sentences(text, None, ["t1"])) == ["b1\n", "b2\n", "f1\n", "w1\n", "w2\n", "t1"]
+    with pytest.raises(Lm2amError, match="sources.tsv is missing"):
+        list(lm_sentences(text, ["wordnet"]))
+    (tmp_path / "sources.tsv").write_text("source\tsentences\nbible\t2\nfortunes\t1\nwordnet\t2\n")
+    assert list(lm_sentences(text, ["fortunes", "wordnet"], ["t1"])) == ["f1\n", "w1\n", "w2\n", "t1"]
+    with pytest.raises(Lm2amError, match="quran not in"):
+        list(lm_sentences(text, ["quran"]))
+    vocab = ["<eps>", "b1", "b2", "f1", "w1", "w2", "t1", "<s>", "</s>"]
+    m = estimate_ngram(lm_sentences(text, ["wordnet"], ["t1"]), vocab, NgramConfig(order=1))
+    assert m.info["sentences"] == 3

@@ -9,7 +9,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from lm2am.graph.hmm import (TransitionTables, add_self_loops, make_h_transducer
                              num_states_per_phone, transition_tables)
 from lm2am.graph.lang_dir import Lang, read_lang
 from lm2am.graph.lexicon import make_lexicon_fst
-from lm2am.graph.ngram import NgramConfig, estimate_ngram_from_file
+from lm2am.graph.lm_text import lm_sentences
+from lm2am.graph.ngram import NgramConfig, estimate_ngram
 from lm2am.io import atomic_path, atomic_write_text
 from lm2am.kaldi import kaldi_wheels
 from lm2am.tree import ContextTree
@@ -48,6 +49,8 @@ class GraphConfig:
         max_det_states: abort a determinization that reaches this many states (0 = no limit).
         add_train_transcripts: also estimate the n-gram on the AM training part's transcripts
             (in-domain text the recipe already has; never the dev or test transcripts).
+        lm_sources: estimate it on these sources of the LM text pool only (named in the
+            pool's ``sources.tsv``); ``None`` = the whole pool.
     """
 
     lm: NgramConfig = field(default_factory=NgramConfig)
@@ -55,6 +58,7 @@ class GraphConfig:
     max_hclg_arcs: int = 20_000_000
     max_det_states: int = 50_000_000
     add_train_transcripts: bool = False
+    lm_sources: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
         check_range(self, "self_loop_scale", 0)
@@ -241,7 +245,7 @@ def _make_g(lang: Lang, lang_dir: Path, tmp: Path, cfg: GraphConfig, info: Dict[
     ``tmp/G.arpa`` is written."""
     t0 = time.time()
     if lm_text is not None:
-        model = estimate_ngram_from_file(lm_text, lang.words, cfg.lm, extra_sentences)
+        model = estimate_ngram(lm_sentences(lm_text, cfg.lm_sources, extra_sentences), lang.words, cfg.lm)
         info["extra_sentences"] = len(extra_sentences)
         write_arpa(model, tmp / "G.arpa")
         info["lm"] = model.info

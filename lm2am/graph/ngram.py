@@ -34,7 +34,6 @@ Counting is vectorized with numpy: an n-gram of order k is coded as
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -379,12 +378,10 @@ def estimate_ngram(sentences: Iterable[Union[str, Sequence[str]]], vocab: Sequen
 
 
 def estimate_ngram_from_file(text_path: Union[Path, str], vocab: Sequence[str],
-                             cfg: Optional[NgramConfig] = None,
-                             extra_sentences: Sequence[str] = ()) -> NgramModel:
-    """:func:`estimate_ngram` over a text file (one sentence per line, UTF-8), followed by
-    ``extra_sentences``."""
+                             cfg: Optional[NgramConfig] = None) -> NgramModel:
+    """:func:`estimate_ngram` over a text file (one sentence per line, UTF-8)."""
     text_path = Path(text_path)
     if not text_path.is_file():
         raise Lm2amError(f"LM text {text_path} does not exist; run the corpus stage or fix --lm-text")
     with open(text_path, encoding="utf-8") as f:
-        return estimate_ngram(itertools.chain((line for line in f), extra_sentences), vocab, cfg)
+        return estimate_ngram((line for line in f), vocab, cfg)
