@@ -60,6 +60,20 @@ for v in corpus lm_text train_part eval_parts; do
 done
 { ! $check_only && [ "$stop_stage" -ge 3 ]; } || exit 0
 
+# --am-systems presets (names that are not system files): paper = the whole ablation of the
+# paper, demo = the budget set (CE, the interpolation baseline, the hierarchical system).
+expand_systems() {
+  case "$1" in
+    paper) echo "ce interp_0.1 interp_0.3 aux_monophone aux_senone aux_subword hier hier_no_senone hier_no_monophone hier_no_subword" ;;
+    demo) echo "ce interp_0.1 hier" ;;
+    *) echo "$1" ;;
+  esac
+}
+am_systems=$(expand_systems "$am_systems"); extra_seed_systems=$(expand_systems "$extra_seed_systems")
+for sys in $am_systems; do
+  [ -f conf/systems/$sys.yaml ] || { echo "ERROR: --am-systems: conf/systems/$sys.yaml does not exist; add it or use a preset (paper, demo)" >&2; exit 1; }
+done
+
 use_gmm=false; { $gmm_baseline || [ $ali_source = gmm ]; } && use_gmm=true
 lazy_opt=""; $lazy && lazy_opt=--lazy
 all_parts="$train_part $eval_parts $real_parts"

@@ -37,7 +37,8 @@ hybrid_options_help() {
   --stop-stage N     last stage to run ($stop_stage)
   --nj N             parallel jobs ($nj)
   --device DEV       cpu or cuda for the neural stages ($device)
-  --am-systems LIST  systems to train, names of conf/systems/*.yaml ("$am_systems")
+  --am-systems LIST  systems to train, names of conf/systems/*.yaml, or a preset: paper (the whole
+                     ablation), demo (ce interp_0.1 hier) ("$am_systems")
   --ali-source SRC   k2 | gmm: aligner behind the tree and targets ($ali_source)
   --gmm-baseline B   true | false: Kaldi GMM-HMM mono system as baseline and cross-check ($gmm_baseline)
   --am-jobs N        AM systems trained and decoded side by side ($am_jobs)

@@ -17,11 +17,11 @@ train_part=train-synth
 eval_parts="dev-synth test-synth"
 real_parts="test-asterisk"   # real, out-of-domain speech; set to "" to skip it
 # The comparison: one AM per system (conf/systems/<name>.yaml) and seed. Edit freely.
-am_systems="ce interp_0.1 interp_0.3 aux_monophone aux_senone aux_subword hier hier_no_senone hier_no_monophone hier_no_subword"
+am_systems=demo         # ce interp_0.1 hier; "paper" trains the whole ablation (README)
 gmm_baseline=true       # also train Kaldi's GMM-HMM mono system: aligner comparison, GMM row in RESULTS.md
 am_jobs=2               # AMs trained / decoded side by side (each with train.num_threads threads)
 extra_seeds="2 3"       # more seeds for $extra_seed_systems (RESULTS.md: mean ± std over seeds)
-extra_seed_systems="ce hier"
+extra_seed_systems=demo  # all three with 3 seeds
 
 help_message="Usage: $0 [options]
   --corpus DIR       corpus directory ($corpus)
