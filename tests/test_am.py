@@ -553,3 +553,29 @@ def test_stage_scripts(data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "main frame accuracy" in r.stdout
     assert 0 <= json.loads((exp / "eval_dev.json").read_text())["main_acc"] <= 1
+
+
+def test_augmented_training_resumes_exactly_and_changes_training_only(data, tmp_path):
+    """train.augment (VTLP, frame-rate changes, SpecAugment): killed mid-epoch and rerun gives
+    the uninterrupted run's weights (draws depend on seed, epoch and cut only); the augmented
+    model differs from the plain one, and its dev evaluation sees no augmentation."""
+    root, paths, targets = data
+    model = make_model_config(TINY_MODEL)
+    aug = {"vtlp": [0.85, 1.15], "time_stretch": [0.9, 1.0, 1.1], "spec_augment": True}
+    cfg = tiny_train(epochs=2, checkpoint_every_steps=2, augment=aug)
+    system = SystemConfig(name="ce")
+    train_system(system, model, cfg, paths, tmp_path / "full")
+    steps = json.loads((tmp_path / "full" / "history.json").read_text())[0]["step"]
+    assert train_system(system, model, cfg, paths, tmp_path / "killed", stop_at_step=steps + 3) is None
+    train_system(system, model, cfg, paths, tmp_path / "killed")
+    assert_same(final_params(tmp_path / "full"), final_params(tmp_path / "killed"))
+    train_system(system, model, tiny_train(epochs=2, checkpoint_every_steps=2), paths, tmp_path / "plain")
+    assert not torch.equal(final_params(tmp_path / "full")["output.weight"],
+                           final_params(tmp_path / "plain")["output.weight"])
+    from lm2am.am.evaluate import evaluate_exp
+
+    final = tmp_path / "full" / "final.pt"
+    a, b = evaluate_exp(final, paths, "dev"), evaluate_exp(final, paths, "dev")
+    assert a["main_acc"] == b["main_acc"]  # evaluation is deterministic: no augmentation at test time
+    with pytest.raises(Lm2amError, match="time_stretch"):
+        train_system(hier_system(), model, cfg, paths, tmp_path / "kd", posterior_loader=FakePosteriors(targets))
