@@ -14,16 +14,10 @@ import logging
 from pathlib import Path
 
 from lm2am.config import load_section, to_dict
+from lm2am.data.manifests import cut_texts
 from lm2am.errors import Lm2amError, cli_main
 from lm2am.io import DoneMarker
 from lm2am.log import setup_logging
-
-
-def transcripts(cuts_path: Path) -> list:
-    """The supervision texts of a cut set (the training part's transcripts)."""
-    from lhotse import CutSet
-
-    return [s.text for c in CutSet.from_file(cuts_path) for s in c.supervisions if s.text]
 
 
 @cli_main
@@ -77,7 +71,7 @@ def main() -> None:
     if marker.is_done() and (args.graph_dir / "HCLG.pt").is_file():
         print(f"make_graph: {args.graph_dir} up to date, skipping")
         return
-    extra = transcripts(args.transcripts) if cfg.add_train_transcripts else []
+    extra = cut_texts(args.transcripts) if cfg.add_train_transcripts else []
     info = make_graph(args.lang_dir, args.tree, args.graph_dir, topo, cfg, lm_text=args.lm_text, arpa=args.arpa,
                       extra_sentences=extra)
     marker.mark()

@@ -10,6 +10,7 @@ e.g.: steps/wer_breakdown.py --corpus corpus --part dev-synth --out exp/wer_brea
 import argparse
 from pathlib import Path
 
+from lm2am.config import name_and_dir
 from lm2am.errors import Lm2amError, cli_main
 from lm2am.io import atomic_write_text
 from lm2am.log import setup_logging
@@ -28,12 +29,10 @@ def main() -> None:
     groups = synth_en_groups(args.corpus, args.part)
     rows = {}
     for spec in args.rows:
-        name, sep, d = spec.partition("=")
-        if not sep or not name or not d:
-            raise Lm2amError(f"row {spec!r}: expected NAME=DECODE_DIR")
+        name, d = name_and_dir(spec, f"row {spec!r}: expected NAME=DECODE_DIR")
         for f in ("ref.trn", "hyp.trn"):
-            if not (Path(d) / f).is_file():
-                raise Lm2amError(f"{Path(d) / f} is missing; decode {args.part} first (stage 16)")
+            if not (d / f).is_file():
+                raise Lm2amError(f"{d / f} is missing; decode {args.part} first (stage 16)")
         rows[name] = wer_by_group(d, groups)
     title = f"# WER (%) on {args.part} by condition and voice (utterances per group in the header)\n\n"
     atomic_write_text(args.out, title + breakdown_table(rows))

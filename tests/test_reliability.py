@@ -603,13 +603,7 @@ def case_config_unknown_key_in_stage(w, tmp):
 
 
 def case_run_sh_unknown_option(w, tmp):
-    recipe = tmp / "s5"
-    recipe.mkdir()
-    for name in ("run.sh", "cmd.sh"):
-        shutil.copy(RECIPE / name, recipe / name)
-    shutil.copytree(RECIPE / "conf", recipe / "conf")
-    for link in ("steps", "utils", "local", "path.sh"):
-        os.symlink(REPO / link, recipe / link)
+    recipe = _recipe(tmp)
     r = run_subprocess(["./run.sh", "--stage", "3", "--no-such-option", "1"], cwd=recipe, timeout=60)
     # the option parser (utils/parse_options.sh) names the script, not "ERROR:"
     return Case(r, ["--no-such-option", "--help"], absent=[recipe / "exp", recipe / "data"],
@@ -741,14 +735,10 @@ def case_fbank_audio_truncated_after_import(w, tmp):
 
 
 def _recipe(tmp: Path) -> Path:
-    recipe = tmp / "s5"
-    recipe.mkdir()
-    for name in ("run.sh", "cmd.sh"):
-        shutil.copy(RECIPE / name, recipe / name)
-    shutil.copytree(RECIPE / "conf", recipe / "conf")
-    for link in ("steps", "utils", "local", "path.sh"):
-        os.symlink(REPO / link, recipe / link)
-    return recipe
+    """A scratch copy of the synth-en recipe dir (conftest.make_recipe_copy)."""
+    from conftest import make_recipe_copy
+
+    return make_recipe_copy(tmp / "s5", RECIPE)
 
 
 def _run_sh(tmp: Path, args: Sequence[str], names: Sequence[str]) -> Case:

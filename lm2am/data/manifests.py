@@ -253,3 +253,12 @@ def _write_chapter(tf: Path, part_dir: Path, kept: List[Tuple[str, str, Path]], 
         speakers.add(sup.speaker)
         stats["utterances"] += 1
         stats["seconds"] += rec.duration
+
+
+def cut_texts(path: Path) -> List[str]:
+    """The transcripts of a lhotse cut manifest, one string per cut."""
+    from lhotse import CutSet
+
+    if not path.is_file():
+        raise Lm2amError(f"{path}: missing; run the manifest/feature stages or fix the option")
+    return [" ".join(s.text for s in c.supervisions) for c in CutSet.from_file(path)]

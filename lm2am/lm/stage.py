@@ -8,19 +8,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lm2am.config import load_section
+from lm2am.data.manifests import cut_texts
 from lm2am.errors import Lm2amError
 from lm2am.io import DoneMarker, atomic_write_text
 
 __all__ = ["cut_texts", "lm_training_data", "run_posteriors"]
-
-
-def cut_texts(path: Path) -> List[str]:
-    """The transcripts of a lhotse cut manifest, one string per cut."""
-    from lhotse import CutSet
-
-    if not path.is_file():
-        raise Lm2amError(f"{path}: missing; run the manifest/feature stages or fix the option")
-    return [" ".join(s.text for s in c.supervisions) for c in CutSet.from_file(path)]
 
 
 def _dev_split(lm_sents: List[str], dev_cuts: Optional[Path], dev_text: Optional[Path], cfg
