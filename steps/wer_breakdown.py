@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lm2am.config import name_and_dir
 from lm2am.errors import Lm2amError, cli_main
-from lm2am.io import atomic_write_text
+from lm2am.io import write_if_changed
 from lm2am.log import setup_logging
 from lm2am.report.breakdown import breakdown_table, synth_en_groups, wer_by_group
 
@@ -35,7 +35,7 @@ def main() -> None:
                 raise Lm2amError(f"{d / f} is missing; decode {args.part} first (stage 16)")
         rows[name] = wer_by_group(d, groups)
     title = f"# WER (%) on {args.part} by condition and voice (utterances per group in the header)\n\n"
-    atomic_write_text(args.out, title + breakdown_table(rows))
+    write_if_changed(args.out, title + breakdown_table(rows))
     print(args.out.read_text(), end="")
 
 
