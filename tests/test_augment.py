@@ -8,7 +8,7 @@ import torch
 from lm2am.am.augment import (AugmentConfig, CutPerturber, make_spec_augment, mel_centers,
                               stretch_index, warp_frequency)
 from lm2am.am.config import ModelConfig, TrainConfig
-from lm2am.am.model import build_model, normalize_input
+from lm2am.am.model import build_model, cepstral_lifter_matrix, normalize_input
 from lm2am.config import from_dict
 from lm2am.errors import Lm2amError
 
@@ -48,6 +48,35 @@ def test_model_output_invariant_to_feature_offset_with_utterance_norm():
         b = m.log_posteriors(x * 1.7 + 4.0, lengths, normalized=True)
         outs[norm] = float((a - b).abs().max())
     assert outs["utterance"] < 1e-3 < outs["global"]
+
+
+def test_cepstral_lifter_keeps_the_envelope_and_drops_fine_structure():
+    """The lifter is an orthogonal projection onto the first K DCT-II coefficients: a smooth
+    spectral envelope passes unchanged, a fast ripple across bins (harmonics) is removed, and
+    the model's output does not see the ripple at all."""
+    m = cepstral_lifter_matrix(80, 20)
+    assert torch.allclose(m @ m, m, atol=1e-5) and torch.allclose(m, m.T)
+    assert round(float(torch.trace(m))) == 20  # rank K
+    assert torch.equal(cepstral_lifter_matrix(80, 0), torch.eye(80))
+    bins = torch.arange(80, dtype=torch.float32)
+    envelope = torch.cos(torch.pi / 80 * (bins + 0.5) * 3)  # DCT basis 3: inside the kept 20
+    ripple = torch.cos(torch.pi / 80 * (bins + 0.5) * 50)   # basis 50: dropped
+    assert torch.allclose(envelope @ m, envelope, atol=1e-4)
+    assert float((ripple @ m).abs().max()) < 1e-4
+    torch.manual_seed(0)
+    x, lengths = _batch()
+    outs = {}
+    for keep in (0, 20):
+        model = build_model(ModelConfig(hidden_dim=32, num_layers=2, dropout=0.0, cepstral_lifter=keep),
+                            10, [], {})
+        model.eval()
+        a = model.log_posteriors(x, lengths, normalized=True)
+        b = model.log_posteriors(x + 2.0 * ripple, lengths, normalized=True)
+        outs[keep] = float((a - b).abs().max())
+        assert "lifter" not in model.state_dict()  # derived from the config, not saved
+    assert outs[20] < 1e-3 < outs[0]
+    with pytest.raises(ValueError, match="cepstral_lifter"):
+        ModelConfig(cepstral_lifter=81)
 
 
 def test_spec_augment_only_in_training_mode():

@@ -93,3 +93,51 @@ def test_priors_fallback_and_errors(data, model3, tmp_path: Path):  # noqa: F811
         compute_loglikes(exp / "final.pt", paths.cuts("dev"), tmp_path / "ll.ark")
     with pytest.raises(Lm2amError, match="cuts missing"):
         compute_loglikes(exp / "final.pt", tmp_path / "none.jsonl.gz", out)
+
+
+def test_speaker_mean_norm_in_training_and_loglikes(data, tmp_path: Path):  # noqa: F811
+    """``input_norm: speaker_mean`` removes each speaker's own feature mean in training and in
+    the log-likelihoods (these made-up cuts name no speaker, so each cut is its own): the
+    scp equals the model on ``(x - speaker mean) / global std``, and a per-speaker offset (a
+    new channel or voice level) does not change it."""
+    import kaldiio
+    from lhotse import CutSet, MonoCut, SupervisionSegment
+
+    from lm2am.am.checkpoint import load_model
+    from lm2am.am.loglikes import compute_loglikes
+    from lm2am.data import load_global_cmvn, speaker_means
+    from lm2am.data.features import cut_speaker
+
+    root, paths, _ = data
+    exp = tmp_path / "am"
+    cfg = make_model_config({"num_layers": 2, "hidden_dim": 16, "dropout": 0.0, "input_norm": "speaker_mean"})
+    train = TrainConfig(epochs=1, warmup_steps=1, max_duration=2.5, checkpoint_every_steps=0, num_threads=1,
+                        average_last_epochs=1, valid=True)
+    threads = torch.get_num_threads()
+    try:
+        train_system(SystemConfig(name="ce"), cfg, train, paths, exp)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "ll" / "loglikes.scp"
+    compute_loglikes(exp / "final.pt", paths.cuts("dev"), out, cmvn=paths.cmvn, max_frames=200)
+    model, _ = load_model(exp / "final.pt")
+    priors = np.load(exp / "priors.npy")
+    _, std = load_global_cmvn(paths.cmvn)
+    scp = kaldiio.load_scp(str(out))
+    cs = list(CutSet.from_file(paths.cuts("dev")))
+    for c in cs:
+        x = c.load_features()
+        for shift in (0.0, 3.0):
+            xs = torch.from_numpy((((x + shift) - (x + shift).mean(0)) / std).astype(np.float32))
+            ref = model.log_posteriors(xs, normalized=True).numpy() - priors
+            np.testing.assert_allclose(scp[c.id], ref, atol=1e-4)
+
+    # speakers group cuts: the mean is over all of a speaker's frames
+    a, b = cs[0], cs[1]
+    sup = [SupervisionSegment(id=c.id, recording_id=c.id, start=0, duration=c.duration, speaker="S")
+           for c in (a, b)]
+    two = [MonoCut(id=c.id, start=0, duration=c.duration, channel=0, features=c.features, supervisions=[s])
+           for c, s in zip((a, b), sup)]
+    assert cut_speaker(two[0]) == "S" and cut_speaker(a) == a.id
+    both = np.concatenate([a.load_features(), b.load_features()])
+    np.testing.assert_allclose(speaker_means(two)["S"], both.mean(0), rtol=1e-5, atol=1e-5)

@@ -34,7 +34,7 @@ UNITS: Dict[str, str] = {"senone": "senone", "monophone": "phone", "subword": "s
 
 
 #: Values of ``ModelConfig.input_norm``.
-INPUT_NORMS: Tuple[str, ...] = ("global", "utterance_mean", "utterance")
+INPUT_NORMS: Tuple[str, ...] = ("global", "utterance_mean", "utterance", "speaker_mean")
 
 
 @dataclass
@@ -63,7 +63,15 @@ class ModelConfig:
         input_norm: normalization inside the model, after the global CMVN of the training
             part: ``global`` (none more), ``utterance_mean`` (each utterance's own mean removed)
             or ``utterance`` (each utterance's own mean and variance, as the GMM system's
-            features). Applied identically in training, evaluation and decoding.
+            features) or ``speaker_mean`` (each speaker's mean over all its utterances of the
+            part, Kaldi's ``apply-cmvn --utt2spk``; applied by the data loaders, which see
+            whole parts, not by the model). Applied identically in training, evaluation and
+            decoding.
+        cepstral_lifter: 0 = off; K > 0 = keep only the first K cepstral coefficients of each
+            (normalized) log-mel frame: a DCT-II to K coefficients and back, i.e. the spectrum
+            smoothed across frequency as MFCCs are. It drops the fine harmonic structure
+            (pitch) that tells training voices apart, for models that must carry over to
+            unseen voices. Fixed (not trained), applied before ``input_norm``.
     """
 
     preset: str = "cpu"
@@ -80,8 +88,12 @@ class ModelConfig:
     subsample_after: int = 1
     head_bottleneck_dim: int = 0
     input_norm: str = "global"
+    cepstral_lifter: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.cepstral_lifter <= self.feat_dim:
+            raise ValueError(f"cepstral_lifter must be in 0..feat_dim ({self.feat_dim}), "
+                             f"got {self.cepstral_lifter}")
         check_range(self, "bottleneck_dim", 0)
         check_range(self, "head_bottleneck_dim", 0)
         if self.input_norm not in INPUT_NORMS:

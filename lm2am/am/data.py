@@ -35,7 +35,7 @@ import torch
 
 from lm2am.errors import Lm2amError
 from lm2am.frames import num_subsampled, subsample
-from lm2am.data.features import load_features
+from lm2am.data.features import cut_speaker, load_features
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,15 @@ def load_cuts(paths: DataPaths, part: str):
     return CutSet.from_file(p).to_eager()
 
 
+def speaker_means_for(input_norm: str, cuts: Any) -> Optional[Dict[str, np.ndarray]]:
+    """The per-speaker feature means of ``cuts`` when the model normalizes per speaker
+    (``model.input_norm: speaker_mean``), else None (global CMVN)."""
+    if input_norm != "speaker_mean":
+        return None
+    from lm2am.data.features import speaker_means
+    return speaker_means(cuts)
+
+
 def default_posterior_loader() -> PosteriorLoader:
     """``lm2am.lm.loader.load_teacher_posteriors`` (imported on first use)."""
     try:
@@ -122,6 +131,9 @@ class AmDataset(torch.utils.data.Dataset):
             teacher stage's (imported lazily, so it never loads when ``teacher_dirs`` is empty).
         vocab_sizes: ``unit -> vocabulary size`` of the heads, passed to the loader to check
             that the posteriors belong to that vocabulary.
+        speaker_means: speaker -> mean of its raw features (``lm2am.data.speaker_means``);
+            given, each cut's speaker mean replaces the global mean (speaker CMN; the global
+            std still scales). See :func:`speaker_means_for`.
         perturber: per-cut perturbation of the raw features and their frame targets
             (:class:`lm2am.am.augment.CutPerturber`; training sets only). Frame-rate changes
             cannot be combined with teacher posteriors (stored for the original frames).
@@ -131,14 +143,21 @@ class AmDataset(torch.utils.data.Dataset):
                  teacher_dirs: Optional[Mapping[str, Path]] = None,
                  posterior_loader: Optional[PosteriorLoader] = None,
                  vocab_sizes: Optional[Mapping[str, int]] = None,
-                 perturber: Optional[Callable[..., Any]] = None):
+                 perturber: Optional[Callable[..., Any]] = None,
+                 speaker_means: Optional[Mapping[str, np.ndarray]] = None):
         self.perturber = perturber  # training only: lm2am.am.augment.CutPerturber
+        self.speaker_means = speaker_means
         self.mean = np.asarray(cmvn[0], dtype=np.float32)
         self.inv_std = (1.0 / np.asarray(cmvn[1], dtype=np.float32)).astype(np.float32)
         self.subsampling = subsampling
         self.teacher_dirs = dict(teacher_dirs or {})
         self.posterior_loader = posterior_loader
         self.vocab_sizes = dict(vocab_sizes or {})
+
+    def _mean_of(self, cut: Any) -> np.ndarray:
+        if self.speaker_means is None:
+            return self.mean
+        return self.speaker_means[cut_speaker(cut)]
 
     def _loader(self) -> PosteriorLoader:
         if self.posterior_loader is None:
@@ -166,7 +185,7 @@ class AmDataset(torch.utils.data.Dataset):
                 arrays[k] = a
             if self.perturber is not None:
                 x, arrays = self.perturber(c.id, x, arrays)
-            feats.append((x - self.mean) * self.inv_std)
+            feats.append((x - self._mean_of(c)) * self.inv_std)
             for k in TARGET_FIELDS:
                 labels[k].append(subsample(arrays[k], self.subsampling))
         lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)

@@ -103,7 +103,8 @@ def evaluate_exp(model_path: Path | str, paths: Any, part: str, device: str = "c
     name, the part, frames, and every statistic (``main_acc`` is the main head's accuracy).
     """
     from lm2am.am.checkpoint import load_model
-    from lm2am.am.data import AmDataset, load_cuts, make_eval_sampler, make_loader, teacher_dirs
+    from lm2am.am.data import (AmDataset, load_cuts, make_eval_sampler, make_loader,
+                               speaker_means_for, teacher_dirs)
     from lm2am.data import load_global_cmvn
 
     model_path = Path(model_path)
@@ -115,7 +116,7 @@ def evaluate_exp(model_path: Path | str, paths: Any, part: str, device: str = "c
     if len(tdirs) < len(system.teacher_units()):
         tdirs = {}  # partial teachers: report CE and accuracies only
     ds = AmDataset(load_global_cmvn(paths.cmvn), model.cfg.subsampling, tdirs, posterior_loader,
-                   info["vocab_sizes"])
+                   info["vocab_sizes"], speaker_means=speaker_means_for(model.cfg.input_norm, cuts))
     loader = make_loader(ds, make_eval_sampler(cuts, max_duration))
     res: Dict[str, Any] = {"system": system.name, "model": str(model_path), "part": part}
     res.update(evaluate_model(model, loader, system, dev))

@@ -35,7 +35,7 @@ import torch
 
 from lm2am.errors import Lm2amError
 from lm2am.io import DoneMarker, atomic_path, atomic_write_text
-from lm2am.data.features import load_features
+from lm2am.data.features import cut_speaker, load_features
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,10 @@ def compute_loglikes(model_path: Path | str, cuts_path: Path | str, out_scp: Pat
     if not cuts:
         raise Lm2amError(f"{cuts_path}: no cuts; the part is empty")
     t0 = time.time()
+    from lm2am.am.data import speaker_means_for
+    spk_means = speaker_means_for(model.cfg.input_norm, cuts)
     n_in, n_out, audio = _write_loglikes(model, cuts, max_frames, mean, std, priors_t, out_scp,
-                                         model_path, cuts_path)
+                                         model_path, cuts_path, spk_means)
     seconds = time.time() - t0
     res = LoglikesInfo(model=str(model_path), cuts=str(cuts_path), priors=str(priors_path), scp=str(out_scp),
                        utterances=len(cuts), input_frames=n_in, output_frames=n_out, num_pdfs=num_pdfs,
@@ -174,7 +176,8 @@ def compute_loglikes(model_path: Path | str, cuts_path: Path | str, out_scp: Pat
 
 def _write_loglikes(model: Any, cuts: List[Any], max_frames: int, mean: torch.Tensor,
                     std: torch.Tensor, priors: torch.Tensor, out_scp: Path, model_path: Path,
-                    cuts_path: Path) -> Tuple[int, int, float]:
+                    cuts_path: Path, spk_means: Optional[Dict[str, np.ndarray]] = None
+                    ) -> Tuple[int, int, float]:
     """The ark and its scp (sorted, naming the final ark), batch by batch; returns input
     frames, output frames and audio seconds."""
     import kaldiio
@@ -187,7 +190,8 @@ def _write_loglikes(model: Any, cuts: List[Any], max_frames: int, mean: torch.Te
         with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer, \
                 tqdm(total=len(cuts), desc=f"loglikes {cuts_path.name}", unit="cut", disable=None) as bar:
             for batch in _batches(cuts, max_frames):
-                for c, m, T in _batch_loglikes(model, batch, mean, std, priors, model_path, cuts_path):
+                for c, m, T in _batch_loglikes(model, batch, mean, std, priors, model_path, cuts_path,
+                                               spk_means):
                     writer(c.id, m)
                     n_in += T
                     n_out += m.shape[0]
@@ -219,10 +223,12 @@ def _cmvn_stats(model: Any, model_path: Path, cmvn: Optional[Path | str], dev: t
 
 
 def _batch_loglikes(model: Any, batch: List[Any], mean: torch.Tensor, std: torch.Tensor,
-                    priors: torch.Tensor, model_path: Path, cuts_path: Path
+                    priors: torch.Tensor, model_path: Path, cuts_path: Path,
+                    spk_means: Optional[Dict[str, np.ndarray]] = None
                     ) -> List[Tuple[Any, np.ndarray, int]]:
     """``(cut, float32 [frames, num_pdfs] log-likelihoods, input frames)`` of each cut of a
-    batch; frame counts and finiteness checked."""
+    batch; frame counts and finiteness checked. With ``spk_means`` (speaker CMN) each cut's
+    speaker mean replaces the global ``mean``."""
     from lm2am.decode.result import loglikes_from_log_posteriors
     from lm2am.frames import num_subsampled
 
@@ -236,7 +242,10 @@ def _batch_loglikes(model: Any, batch: List[Any], mean: torch.Tensor, std: torch
         if x.ndim != 2 or x.shape[1] != model.cfg.feat_dim:
             raise Lm2amError(f"cut {c.id}: features of shape {x.shape} but {model_path} takes "
                              f"{model.cfg.feat_dim}-dim features")
-        feats.append(torch.from_numpy(np.asarray(x, np.float32)))
+        x = np.asarray(x, np.float32)
+        if spk_means is not None:  # shift so that the global "- mean" below removes the speaker's
+            x = x - (spk_means[cut_speaker(c)] - mean.cpu().numpy())
+        feats.append(torch.from_numpy(x))
     lengths = torch.tensor([x.shape[0] for x in feats], dtype=torch.long)
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(dev)
     x = (x - mean) / std  # padding is zeroed inside the model

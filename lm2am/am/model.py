@@ -117,6 +117,9 @@ class AcousticModel(nn.Module):
                                          cfg.head_bottleneck_dim)
         self.register_buffer("cmvn_mean", torch.zeros(cfg.feat_dim))
         self.register_buffer("cmvn_std", torch.ones(cfg.feat_dim))
+        # Derived from the config, so not saved: checkpoints without it still load.
+        self.register_buffer("lifter", cepstral_lifter_matrix(cfg.feat_dim, cfg.cepstral_lifter),
+                             persistent=False)
         #: training-time SpecAugment (lm2am.am.augment.make_spec_augment); runs only in
         #: training mode, so evaluation and decoding never see it. Not part of the state dict.
         self.spec_augment: Optional[Callable[..., torch.Tensor]] = None
@@ -133,6 +136,8 @@ class AcousticModel(nn.Module):
     def _encode(self, x: torch.Tensor, lengths: torch.Tensor, want: Mapping[int, List[str]]
                 ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
         f, after = self.cfg.subsampling, self.cfg.subsample_after
+        if self.cfg.cepstral_lifter:
+            x = x @ self.lifter
         x = normalize_input(x, lengths, self.cfg.input_norm)
         if self.training and self.spec_augment is not None:
             segments = torch.stack([torch.arange(len(lengths)), torch.zeros_like(lengths.cpu()),
@@ -210,11 +215,24 @@ class AcousticModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)
 
 
+def cepstral_lifter_matrix(dim: int, keep: int) -> torch.Tensor:
+    """``(dim, dim)`` projection ``C_k^T C_k`` with ``C_k`` the first ``keep`` rows of the
+    orthonormal DCT-II: ``frame @ M`` keeps a log-mel frame's first ``keep`` cepstral
+    coefficients and drops the rest (identity when ``keep`` is 0 or ``dim``)."""
+    if keep in (0, dim):
+        return torch.eye(dim)
+    n = torch.arange(dim, dtype=torch.float64)
+    k = torch.arange(keep, dtype=torch.float64)[:, None]
+    dct = torch.cos(torch.pi / dim * (n + 0.5) * k) * (2.0 / dim) ** 0.5
+    dct[0] /= 2 ** 0.5
+    return (dct.T @ dct).to(torch.float32)
+
+
 def normalize_input(x: torch.Tensor, lengths: torch.Tensor, mode: str) -> torch.Tensor:
     """Per-utterance normalization of a padded ``(N, T, F)`` batch over each utterance's own
     ``lengths[i]`` frames: ``global`` returns ``x``; ``utterance_mean`` removes the utterance
     mean; ``utterance`` also divides by the utterance standard deviation (floored)."""
-    if mode == "global":
+    if mode in ("global", "speaker_mean"):  # speaker_mean: the data loaders did it
         return x
     mask = frame_mask(lengths, x.shape[1]).unsqueeze(2).to(x.dtype)  # N, T, 1
     n = mask.sum(dim=1, keepdim=True).clamp(min=1.0)

@@ -41,7 +41,7 @@ from lm2am.am import checkpoint as am_ckpt
 from lm2am.am.config import ModelConfig, SystemConfig, TrainConfig, config_dict
 from lm2am.am.augment import CutPerturber, make_spec_augment
 from lm2am.am.data import (AmDataset, DataPaths, load_cuts, make_eval_sampler, make_loader,
-                           make_sampler, teacher_dirs)
+                           make_sampler, speaker_means_for, teacher_dirs)
 from lm2am.am.distributed import Dist, resolve_device, seed_everything, setup_distributed
 from lm2am.am.epoch import LogWindow, Progress, Trainer, end_epoch, train_one_epoch
 from lm2am.am.model import AcousticModel, build_model
@@ -180,7 +180,8 @@ def _build_trainer(system: SystemConfig, model_cfg: ModelConfig, cfg: TrainConfi
     perturber = _perturber(system, cfg, data.units)
     train_ds = AmDataset(data.cmvn, model_cfg.subsampling,
                          teacher_dirs(paths, data.units, paths.train_part, required=True),
-                         posterior_loader, vocab, perturber=perturber)
+                         posterior_loader, vocab, perturber=perturber,
+                         speaker_means=speaker_means_for(model_cfg.input_norm, data.train_cuts))
     model: AcousticModel = build_model(model_cfg, num_senones, system.heads, vocab)
     model.spec_augment = make_spec_augment(cfg.augment_config())
     model.set_cmvn(*data.cmvn)
@@ -240,7 +241,8 @@ def _attach_loop_parts(t: Trainer, model_cfg: ModelConfig, paths: DataPaths, dat
         if len(dev_tdirs) < len(data.units):
             dev_tdirs = {}
         t.dev_loader = make_loader(AmDataset(data.cmvn, model_cfg.subsampling, dev_tdirs, posterior_loader,
-                                             t.vocab),
+                                             t.vocab, speaker_means=speaker_means_for(
+                                                 model_cfg.input_norm, data.dev_cuts)),
                                    make_eval_sampler(data.dev_cuts, t.cfg.max_duration), t.cfg.num_workers)
 
 
@@ -259,7 +261,8 @@ def _write_priors(model: AcousticModel, cfg: TrainConfig, cuts: Any, ds: AmDatas
     from lm2am.am.priors import count_priors, posterior_priors, save_priors
 
     if cfg.priors == "posteriors":
-        loader = make_loader(AmDataset((ds.mean, 1.0 / ds.inv_std), ds.subsampling, {}),
+        loader = make_loader(AmDataset((ds.mean, 1.0 / ds.inv_std), ds.subsampling, {},
+                                       speaker_means=ds.speaker_means),
                              make_eval_sampler(cuts, cfg.max_duration), cfg.num_workers)
         p = posterior_priors(model, loader, dev)
     else:

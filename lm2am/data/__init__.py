@@ -18,7 +18,8 @@ like Kaldi's ``utils/validate_data_dir.sh``).
 """
 from lm2am.data.features import (FbankConfig, check_cut_audio, check_feature_frames, cmvn_from_stats,
                                  compute_fbank, compute_fbank_lazy, compute_global_cmvn,
-                                 fbank_extractor, load_features, load_global_cmvn)
+                                 fbank_extractor, load_features, load_global_cmvn,
+                                 speaker_means)
 from lm2am.data.manifests import (ManifestConfig, manifest_paths, prepare_manifests,
                                   prepare_manifests_lazy, save_manifests)
 from lm2am.data.summary import corpus_summary
@@ -26,5 +27,5 @@ from lm2am.data.validate import PartReport, validate_part
 
 __all__ = ["FbankConfig", "ManifestConfig", "PartReport", "check_cut_audio", "check_feature_frames",
            "cmvn_from_stats", "compute_fbank", "compute_fbank_lazy", "compute_global_cmvn", "corpus_summary",
-           "fbank_extractor", "load_features", "load_global_cmvn", "manifest_paths", "prepare_manifests",
+           "fbank_extractor", "load_features", "load_global_cmvn", "speaker_means", "manifest_paths", "prepare_manifests",
            "prepare_manifests_lazy", "save_manifests", "validate_part"]

@@ -6,7 +6,7 @@ import shutil
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -311,6 +311,27 @@ def compute_global_cmvn(cuts, out_path: Path | str) -> Tuple[np.ndarray, np.ndar
     with atomic_path(out_path) as tmp:
         kaldiio.save_mat(str(tmp), total)
     return cmvn_from_stats(total)
+
+
+def cut_speaker(cut) -> str:
+    """The speaker of a cut (its first supervision's), or the cut id when it names none."""
+    sups = getattr(cut, "supervisions", None) or []
+    spk = getattr(sups[0], "speaker", None) if sups else None
+    return spk or cut.id
+
+
+def speaker_means(cuts: Iterable) -> Dict[str, np.ndarray]:
+    """Mean feature vector of each speaker over all its cuts (``cut_speaker``), as Kaldi's
+    ``compute-cmvn-stats --spk2utt``: the per-speaker mean that speaker CMN removes. Uses only
+    the features of the part itself (no transcripts), so it is fair on test parts too."""
+    sums: Dict[str, np.ndarray] = {}
+    counts: Dict[str, int] = {}
+    for c in cuts:
+        feats = load_features(c).astype(np.float64)
+        spk = cut_speaker(c)
+        sums[spk] = sums.get(spk, 0.0) + feats.sum(0)
+        counts[spk] = counts.get(spk, 0) + feats.shape[0]
+    return {spk: (sums[spk] / max(counts[spk], 1)).astype(np.float32) for spk in sums}
 
 
 def cmvn_from_stats(stats: np.ndarray, floor: float = 1e-10) -> Tuple[np.ndarray, np.ndarray]:
