@@ -79,8 +79,9 @@ def train_aligner(cuts, lang_dir: Path | str, out_dir: Path | str, cfg: AlignCon
 
 
 def load_aligner(model_dir: Path | str) -> Tuple[Optional[MonoStateModel], Optional[AlignConfig], HmmTopo, List[str]]:
-    """Load ``final.pt`` written by :func:`train_aligner`; for a GMM directory (``exp/mono_gmm``,
-    whose ``final.pt`` only describes its alignments) the model and config are None."""
+    """Load ``final.pt`` written by :func:`train_aligner`; for a GMM directory (``exp/mono_gmm``)
+    or a realignment's (``exp/ali_am``), whose ``final.pt`` only describes their alignments,
+    the model and config are None."""
     import torch
 
     path = Path(model_dir) / "final.pt"
@@ -88,8 +89,8 @@ def load_aligner(model_dir: Path | str) -> Tuple[Optional[MonoStateModel], Optio
         raise Lm2amError(f"{path}: aligner model missing; run the aligner training stage first")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     topo = HmmTopo(**ckpt["topo"])
-    if ckpt.get("kind") == "gmm":  # a GMM system's directory (lm2am.gmm): alignments, no network
-        return None, None, topo, ckpt["phones"]
+    if ckpt.get("kind") in ("gmm", "am"):  # a GMM system's or a realignment's directory
+        return None, None, topo, ckpt["phones"]  # (lm2am.gmm, lm2am.align.realign): no aligner network
     cfg = AlignConfig(**ckpt["cfg"])
     model = MonoStateModel(ckpt["feat_dim"], ckpt["num_pdfs"], cfg.hidden_dim, cfg.num_layers,
                            cfg.kernel_size)
