@@ -28,9 +28,12 @@ def main() -> None:
     from lm2am.report.sweep import write_sweep_table
 
     sweep = load_sweep(args.sweep, args.systems_dir)
-    write_sweep_table(args.exp_dir, sweep, args.seeds.split() or None, args.dev_part, args.out_dir)
+    picks = write_sweep_table(args.exp_dir, sweep, args.seeds.split() or None, args.dev_part, args.out_dir)
     out = args.out_dir or args.exp_dir / f"sweep_{sweep.name}"
     print((out / "dev_table.md").read_text(), end="")
+    if picks:
+        print(f"Test parts with the picks ({out / 'picks.txt'}): run.sh --stage 14 --am-systems "
+              f"\"ce {' '.join(picks.values())}\"")
 
 
 if __name__ == "__main__":

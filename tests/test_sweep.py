@@ -183,3 +183,26 @@ def test_scripts(tmp_path: Path, conf: Path):
     sweep_file(conf, "families:\n  interp: {base: interp_0.1, grid: {lambda: [0.05]}}\n")
     r = _py(str(REPO / "steps/expand_sweep.py"), "conf/sweeps/kd.yaml", "conf/systems", cwd=tmp_path)
     assert r.returncode != 0 and "unknown key 'lambda'" in r.stderr and "conf/sweeps/kd.yaml" in r.stderr
+
+
+def test_recipe_hook(tmp_path: Path):
+    """run.sh --sweep: a bad sweep stops before any work; stage 17 writes the dev table, not RESULTS.md."""
+    from conftest import make_recipe_copy
+
+    rc = make_recipe_copy(tmp_path / "s5")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    (rc / "conf/sweeps/bad.yaml").write_text("families:\n  interp: {base: interp_0.1, grid: {lambda: [0.1]}}\n")
+    r = subprocess.run(["./run.sh", "--sweep", "conf/sweeps/bad.yaml", "--stage", "0", "--stop-stage", "0"],
+                       cwd=rc, capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "unknown key 'lambda'" in r.stderr
+    assert not (rc / "exp").exists()  # stopped at the option check
+    (rc / "conf/sweeps/mini.yaml").write_text(
+        "families:\n  interp: {base: interp_0.1, grid: {interp_lambda: [0.05, 0.2]}}\n")
+    fake_dev(rc / "exp/am_interp_lam0.05/seed1", "dev-synth", 30.0)
+    fake_dev(rc / "exp/am_interp_lam0.2/seed1", "dev-synth", 20.0)
+    r = subprocess.run(["./run.sh", "--sweep", "conf/sweeps/mini.yaml", "--stage", "17", "--stop-stage", "17",
+                        "--seeds", "1"], cwd=rc, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (rc / "conf/systems/interp_lam0.05.yaml").is_file()
+    assert (rc / "exp/sweep_mini/picks.txt").read_text() == "interp_lam0.2\n"
+    assert not (rc / "exp/RESULTS.md").exists()

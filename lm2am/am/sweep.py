@@ -39,7 +39,7 @@ import yaml
 from lm2am.am.config import system_from_data
 from lm2am.config import read_yaml
 from lm2am.errors import Lm2amError
-from lm2am.io import atomic_write_text
+from lm2am.io import write_if_changed
 
 __all__ = ["Variant", "Sweep", "load_sweep", "variant_name", "apply_setting", "write_variants", "GENERATED"]
 
@@ -225,7 +225,7 @@ def write_variants(sweep: Sweep, out_dir: Path | str) -> List[Path]:
         settings = ", ".join(f"{k}={_fmt_value(x)}" for k, x in v.settings.items())
         text = (f"{GENERATED} from {sweep.path} (family {v.family}: {settings}); edit the sweep, not this file.\n"
                 + yaml.safe_dump(v.data, sort_keys=False, default_flow_style=None))
-        atomic_write_text(p, text)
+        write_if_changed(p, text)  # unchanged variants keep their files (and mtimes)
         paths.append(p)
     return paths
 
