@@ -5,7 +5,10 @@ bar chart exp/plots/wer_systems.png, from the decode directories of stage 16
 (exp/am_<system>/seed<k>/decode_<part>/). Rows follow the order of SYSTEM arguments; each is
 SYSTEM or SYSTEM:SEED,SEED,... (without seeds: every exp/am_<system>/seed* directory).
 --extra-row NAME=DIR adds a row from any directory with DIR/decode_<part>/ (or
-DIR/seed*/decode_<part>/), e.g. a GMM baseline.
+DIR/seed*/decode_<part>/), e.g. a GMM baseline. Below the table: each WER's 95 % bootstrap
+interval and, per test part, seed-by-seed NIST sctk tests (MAPSSWE, sign, Wilcoxon) of every row
+vs the baseline (lm2am/report/significance.py; the sc_stats reports in exp/significance/);
+this needs sctk (apt-get install sctk) unless --no-significance.
 
 e.g.: steps/make_results.py --config conf/demo.yaml --dev-part dev-synth \\
         --test-parts "test-synth test-asterisk" --scales "0.05 0.1 0.2" exp ce:1,2,3 interp_0.1:1 hier:1,2,3
@@ -41,6 +44,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="default: <exp_dir>/RESULTS.md")
     p.add_argument("--plot", type=Path, help="default: <exp_dir>/plots/wer_systems.png")
     p.add_argument("--strict", action="store_true", help="a missing result is an error, not a note")
+    p.add_argument("--no-significance", dest="significance", action="store_false",
+                   help="no significance tests and intervals (they need NIST sctk)")
     p.add_argument("exp_dir", type=Path)
     p.add_argument("systems", nargs="*", help="SYSTEM[:SEEDS] in table order")
     args = p.parse_args()
@@ -59,7 +64,8 @@ def main() -> None:
               "(one set of lattices); each model's dev-best scale decodes its test parts." if args.scales.strip()
               else "Acoustic scale: each model's dev-best scale (decode_<dev>/best_scale) decodes its test parts.")]
     rows = make_results(args.exp_dir, systems, args.dev_part, tests, extra, args.baseline, args.out, args.plot,
-                        [f"- {n}" for n in notes if n], args.strict, args.append)
+                        [f"- {n}" for n in notes if n], args.strict, args.append,
+                        significance=args.significance)
     out = args.out or args.exp_dir / "RESULTS.md"
     print(out.read_text(), end="")
     print(f"{out}: {len(rows)} rows")

@@ -58,6 +58,10 @@ esac
 for v in corpus lm_text train_part eval_parts; do
   [ -n "${!v}" ] || { echo "$0: --${v//_/-} is required; see $0 --help" >&2; exit 1; }
 done
+if [ -n "$sweep" ]; then  # a bad sweep file fails here, before any work
+  [ -f "$sweep" ] || { echo "ERROR: --sweep $sweep: no such file (sweeps live in conf/sweeps/)" >&2; exit 1; }
+  steps/expand_sweep.py --dry-run --config "$config" "$sweep" conf/systems > /dev/null
+fi
 { ! $check_only && [ "$stop_stage" -ge 3 ]; } || exit 0
 
 # --am-systems presets (names that are not system files): paper = the whole ablation of the
@@ -70,6 +74,11 @@ expand_systems() {
   esac
 }
 am_systems=$(expand_systems "$am_systems"); extra_seed_systems=$(expand_systems "$extra_seed_systems")
+if [ -n "$sweep" ]; then  # the sweep's variants (conf/systems/<variant>.yaml) replace --am-systems
+  am_systems=$(steps/expand_sweep.py --config "$config" "$sweep" conf/systems)
+  extra_seed_systems=""
+  log "--sweep $sweep: $(echo $am_systems | wc -w) variants, trained and decoded on dev only: $am_systems"
+fi
 for sys in $am_systems; do
   [ -f conf/systems/$sys.yaml ] || { echo "ERROR: --am-systems: conf/systems/$sys.yaml does not exist; add it or use a preset (paper, demo)" >&2; exit 1; }
 done
@@ -82,6 +91,7 @@ ali_parts="$train_part $eval_parts"   # aligned and given frame targets
 dev_part=$(echo $eval_parts | cut -d' ' -f1)
 test_parts="$(echo $eval_parts | awk '{$1 = ""; print}') $real_parts"   # every part after dev
 test_parts=$(echo $test_parts)
+[ -n "$sweep" ] && test_parts=""   # a sweep is decided on dev; the test parts are decoded with its picks
 teacher_units="monophone senone subword"   # exp/lm_<unit>; the LM code calls monophones "phone"
 
 # The seeds of system $1: $seeds, plus $extra_seeds for the systems in $extra_seed_systems.
@@ -239,11 +249,14 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
         --name "$sys seed $seed" data/lang/graph data/fbank exp/am_$sys/seed$seed
     done
   done
-  $use_gmm && bg_run steps/decode_am.sh "${decode_opts[@]}" --name gmm_mono exp/mono_gmm/graph data/fbank exp/mono_gmm
+  $use_gmm && [ -z "$sweep" ] && bg_run steps/decode_am.sh "${decode_opts[@]}" --name gmm_mono exp/mono_gmm/graph data/fbank exp/mono_gmm
   bg_wait
 fi
 
-if [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
+if [ $stage -le 17 ] && [ $stop_stage -ge 17 ] && [ -n "$sweep" ]; then
+  log "Stage 17: dev table and picks of the sweep $sweep"
+  steps/sweep_table.py --dev-part $dev_part --seeds "$seeds" "$sweep" exp  # prints how to decode the picks
+elif [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
   x=$(echo $am_systems | cut -d' ' -f1); first_seed=$(system_seeds $x | cut -d' ' -f1)
   cmp_dir=exp/compare_decoders_$dev_part
   log "Stage 17: k2 decoder vs Kaldi's decoder on $dev_part (exp/am_$x/seed$first_seed) in $cmp_dir"

@@ -23,11 +23,12 @@ extra_seed_systems=""
 decode_scales="0.05 0.07 0.1 0.14 0.2 0.3 0.5"   # acoustic scales swept on dev; the best one decodes test
 keep_loglikes=false     # keep exp/am_*/seed*/decode_*/loglikes.ark (float32 [frames, senones]) after decoding
 extra_result_rows=""    # more RESULTS.md rows, "NAME=DIR ...": DIR holds decode_<part>/ (e.g. a GMM baseline)
+sweep=""                # a sweep file (conf/sweeps/<name>.yaml): its variants replace --am-systems, dev only
 
 hybrid_last_stage=17    # stages 0-2 are the recipe's own, 3-17 the driver's
 
 hybrid_option_names="stage stop_stage config nj device am_systems ali_source gmm_baseline am_jobs seeds
-  extra_seeds extra_seed_systems decode_scales keep_loglikes extra_result_rows"
+  extra_seeds extra_seed_systems decode_scales keep_loglikes extra_result_rows sweep"
 
 # hybrid_options_help: the help lines of these options, with their current values as defaults.
 hybrid_options_help() {
@@ -48,6 +49,10 @@ hybrid_options_help() {
   --decode-scales LIST  acoustic scales swept on dev ("$decode_scales")
   --keep-loglikes BOOL  keep the AMs' log-likelihood arks after decoding ($keep_loglikes)
   --extra-result-rows LIST  NAME=DIR rows added to exp/RESULTS.md ("$extra_result_rows")
+  --sweep FILE       train and decode on dev only the variants of a sweep file (written to
+                     conf/systems/<variant>.yaml) instead of --am-systems; stage 17 writes
+                     exp/sweep_<name>/dev_table.md and picks.txt; then decode the test parts with
+                     --am-systems "ce \$(cat exp/sweep_<name>/picks.txt)" ("$sweep")
 EOF
 }
 
@@ -72,7 +77,9 @@ hybrid_stages_help() {
   16 decode dev (acoustic-scale sweep) and every test part with the dev-best scale, for every
      system and seed (steps/decode_am.sh) -> exp/am_<sys>/seed<k>/decode_<part>/
   17 k2 vs Kaldi decoder cross-check on dev (steps/compare_decoders.sh); results table
-     exp/RESULTS.md (+ aligner comparison, decoder cross-check) and exp/plots/wer_systems.png
+     exp/RESULTS.md (+ aligner comparison, decoder cross-check, significance vs CE) and
+     exp/plots/wer_systems.png; with --sweep instead the sweep's dev table and picks
+     (steps/sweep_table.py -> exp/sweep_<name>/)
 EOF
 }
 

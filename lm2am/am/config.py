@@ -356,14 +356,19 @@ def load_system_file(path: Path | str, recipe_config: Optional[Path | str] = Non
     A model preset named in the system file replaces the recipe's model section (its values
     would otherwise mix two presets).
     """
-    path = Path(path)
-    data = read_yaml(path)
+    return system_from_data(read_yaml(path), str(path), recipe_config, overrides)
+
+
+def system_from_data(data: Mapping[str, Any], where: str, recipe_config: Optional[Path | str] = None,
+                     overrides: Optional[Mapping[str, Mapping[str, Any]]] = None
+                     ) -> Tuple[SystemConfig, ModelConfig, TrainConfig]:
+    """:func:`load_system_file` on a system file's content (errors start with ``where``)."""
     unknown = sorted(set(data) - {"system", "model", "train"})
     if unknown:
-        raise Lm2amError(f"{path}: unknown key '{unknown[0]}'; a system file has the keys "
+        raise Lm2amError(f"{where}: unknown key '{unknown[0]}'; a system file has the keys "
                          "system, model, train")
     if "system" not in data:
-        raise Lm2amError(f"{path}: no 'system' section; see conf/systems/ce.yaml for an example")
+        raise Lm2amError(f"{where}: no 'system' section; see conf/systems/ce.yaml for an example")
     base: Dict[str, Any] = {}
     if recipe_config is not None:
         am = read_yaml(recipe_config).get("am") or {}
@@ -374,17 +379,17 @@ def load_system_file(path: Path | str, recipe_config: Optional[Path | str] = Non
         model_base = {}
     for sec in ("model", "train"):
         if data.get(sec) is not None and not isinstance(data[sec], dict):
-            raise Lm2amError(f"{path}: {sec}: expected a mapping, got {data[sec]!r}")
+            raise Lm2amError(f"{where}: {sec}: expected a mapping, got {data[sec]!r}")
     model = make_model_config(_merge(model_base, data.get("model"), overrides.get("model")),
-                              f"{path}: model")
+                              f"{where}: model")
     train = from_dict(TrainConfig, _merge(base.get("train"), data.get("train"), overrides.get("train")),
-                      f"{path}: train")
-    system = from_dict(SystemConfig, data["system"], f"{path}: system")
+                      f"{where}: train")
+    system = from_dict(SystemConfig, data["system"], f"{where}: system")
     for h in system.heads:
         try:
             h.resolved_layer(model.num_layers)
         except Lm2amError as e:
-            raise Lm2amError(f"{path}: {e}") from None
+            raise Lm2amError(f"{where}: {e}") from None
     return system, model, train
 
 

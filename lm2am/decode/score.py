@@ -39,7 +39,7 @@ from lm2am.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 __all__ = ["UttAlignment", "WerStats", "compute_wer", "errs_text", "write_trn", "read_trn", "read_text",
-           "read_references", "write_ctm", "SclitResult", "sclite_available", "sclite_wer", "score_set", "best_scale"]
+           "read_references", "write_ctm", "SclitResult", "sclite_available", "require_sctk", "sclite_wer", "score_set", "best_scale"]
 
 EPS = "*"
 
@@ -300,11 +300,17 @@ def sclite_available() -> bool:
     return shutil.which("sctk") is not None
 
 
-def sclite_wer(ref_trn: Union[Path, str], hyp_trn: Union[Path, str], sctk: str = "sctk") -> SclitResult:
-    """Score with NIST sclite (``sctk sclite ... -i rm -o rsum stdout``) and parse the Sum line."""
+def require_sctk(sctk: str = "sctk") -> str:
+    """The path of the NIST sctk front end; a one-line error naming the fix when it is missing."""
     exe = shutil.which(sctk)
     if exe is None:
-        raise Lm2amError(f"'{sctk}' is not on PATH; install the Debian package sctk (utils/setup_env.sh does)")
+        raise Lm2amError(f"'{sctk}' is not on PATH; install NIST sctk: apt-get install sctk (utils/setup_env.sh does)")
+    return exe
+
+
+def sclite_wer(ref_trn: Union[Path, str], hyp_trn: Union[Path, str], sctk: str = "sctk") -> SclitResult:
+    """Score with NIST sclite (``sctk sclite ... -i rm -o rsum stdout``) and parse the Sum line."""
+    exe = require_sctk(sctk)
     with tempfile.TemporaryDirectory() as tmp:
         # sclite prints a warning per id that is not an RM-style speaker id; harmless, so quiet
         # absolute paths: sclite runs in the temporary directory (relative ones would not resolve)

@@ -120,7 +120,8 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
                  extra_rows: Sequence[Tuple[str, Path | str]] = (), baseline: Optional[str] = None,
                  out_md: Optional[Path | str] = None, plot_path: Optional[Path | str] = None,
                  header_notes: Sequence[str] = (), strict: bool = False,
-                 sections: Sequence[Path | str] = ()) -> List[Row]:
+                 sections: Sequence[Path | str] = (), significance: bool = False,
+                 significance_dir: Optional[Path | str] = None) -> List[Row]:
     """Collect every row, write ``RESULTS.md`` (default ``<exp_dir>/RESULTS.md``) and the bar
     chart (default ``<exp_dir>/plots/wer_systems.png``); returns the rows.
 
@@ -132,6 +133,9 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
         strict: a missing result is an error instead of a note.
         sections: Markdown files appended after the table (e.g. the aligner comparison and the
             two-decoder cross-check); a missing one is noted, not an error.
+        significance: add the section of :func:`~lm2am.report.significance.significance_section`
+            (needs NIST sctk as soon as a pair has decoded trn files), its sc_stats reports in
+            ``significance_dir`` (default ``<exp_dir>/significance``).
     """
     from lm2am.report.plots import plot_wer
 
@@ -146,6 +150,11 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
     except ValueError:
         rel_plot = str(plot_path.resolve())
     text = results_markdown(rows, dev_part, test_parts, baseline, _header(header_notes, baseline), rel_plot)
+    if significance:
+        from lm2am.report.significance import significance_section
+
+        sig_dir = Path(significance_dir) if significance_dir else exp_dir / "significance"
+        text += "\n" + significance_section(rows, baseline, dev_part, test_parts, sig_dir)
     text = _append_sections(text, sections, out_md)
     write_if_changed(out_md, text)
     log.info("%s: %d rows; %s", out_md, len(rows), plot_path)
