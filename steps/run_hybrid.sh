@@ -53,7 +53,8 @@ hybrid_options_check "$0"
 case $ali_source in
   k2) ali_dir=exp/ali_mono ;;
   gmm) ali_dir=exp/mono_gmm ;;
-  *) echo "ERROR: --ali-source $ali_source: expected k2 or gmm (Kaldi alignments: steps/import_kaldi_ali.py, see README)" >&2; exit 1 ;;
+  am) ali_dir=exp/ali_am ;;
+  *) echo "ERROR: --ali-source $ali_source: expected k2, gmm or am (Kaldi alignments: steps/import_kaldi_ali.py, see README)" >&2; exit 1 ;;
 esac
 for v in corpus lm_text train_part eval_parts; do
   [ -n "${!v}" ] || { echo "$0: --${v//_/-} is required; see $0 --help" >&2; exit 1; }
@@ -145,6 +146,19 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
         data/fbank/cuts_$part.jsonl.gz data/lang exp/ali_mono
   done
   $ref_timings && steps/score_alignment.py "$corpus" $train_part data/lang exp/ali_mono
+  if [ $ali_source = am ]; then
+    # Second pass (Kaldi's nnet realignment): the AM trained on the first pass's tree aligns
+    # again; stages 9-10 then rebuild the tree and targets from exp/ali_am.
+    [ -f "$realign_am" ] || { echo "ERROR: --ali-source am: $realign_am does not exist; train it first (stages 9-14 with --ali-source k2) or set --realign-am" >&2; exit 1; }
+    steps/realign.py --prepare --am "$realign_am" --tree exp/tree/tree.json --src-ali exp/ali_mono exp/ali_am
+    for part in $ali_parts; do
+      log "Stage 8: realign $part with $realign_am ($nj jobs)"
+      $train_cmd JOB=1:$nj exp/ali_am/log/align_$part.JOB.log \
+        steps/realign.py --job JOB --num-jobs $nj --device $device \
+          --cuts data/fbank/cuts_$part.jsonl.gz --lang data/lang exp/ali_am
+    done
+    $ref_timings && steps/score_alignment.py "$corpus" $train_part data/lang exp/ali_am
+  fi
   if $use_gmm; then
     for part in $ali_parts; do
       log "Stage 8: align $part with the GMM system ($nj jobs)"

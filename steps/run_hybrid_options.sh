@@ -14,7 +14,9 @@ nj=2                    # parallel jobs
 device=cpu              # cpu | cuda
 am_systems="ce"         # one AM per system (conf/systems/<name>.yaml) and seed
 ali_source=k2           # alignments behind the senone tree and the targets: k2 (lm2am's aligner,
-                        # exp/ali_mono) | gmm (Kaldi's GMM-HMM monophone system, exp/mono_gmm)
+                        # exp/ali_mono) | gmm (Kaldi's GMM-HMM monophone system, exp/mono_gmm) |
+                        # am (realigned with the trained AM $realign_am, exp/ali_am: a second pass)
+realign_am=exp/am_ce/seed1/final.pt   # the AM that --ali-source am realigns with (trained on exp/tree)
 gmm_baseline=false      # also train Kaldi's GMM-HMM mono system: aligner comparison, GMM row in RESULTS.md
 am_jobs=1               # AMs trained / decoded side by side (each with train.num_threads threads)
 seeds="1"               # seeds of every system
@@ -27,7 +29,7 @@ sweep=""                # a sweep file (conf/sweeps/<name>.yaml): its variants r
 
 hybrid_last_stage=17    # stages 0-2 are the recipe's own, 3-17 the driver's
 
-hybrid_option_names="stage stop_stage config nj device am_systems ali_source gmm_baseline am_jobs seeds
+hybrid_option_names="stage stop_stage config nj device am_systems ali_source realign_am gmm_baseline am_jobs seeds
   extra_seeds extra_seed_systems decode_scales keep_loglikes extra_result_rows sweep"
 
 # hybrid_options_help: the help lines of these options, with their current values as defaults.
@@ -40,7 +42,9 @@ hybrid_options_help() {
   --device DEV       cpu or cuda for the neural stages ($device)
   --am-systems LIST  systems to train, names of conf/systems/*.yaml, or a preset: paper (the whole
                      ablation), demo (ce interp_0.1 hier) ("$am_systems")
-  --ali-source SRC   k2 | gmm: aligner behind the tree and targets ($ali_source)
+  --ali-source SRC   k2 | gmm | am: aligner behind the tree and targets ($ali_source); am realigns
+                     with --realign-am (a second pass: run.sh --stage 8 --ali-source am)
+  --realign-am FILE  the trained AM that --ali-source am aligns with ($realign_am)
   --gmm-baseline B   true | false: Kaldi GMM-HMM mono system as baseline and cross-check ($gmm_baseline)
   --am-jobs N        AM systems trained and decoded side by side ($am_jobs)
   --seeds LIST       seeds of every system ("$seeds")
@@ -65,8 +69,9 @@ hybrid_stages_help() {
      (steps/validate_data.py)
   6  data summary: hours, utterances, speakers, OOV rate per split
   7  flat-start k2 aligner (steps/train_aligner.py); Kaldi GMM-HMM mono system (steps/train_gmm_mono.py)
-  8  forced alignment of the train and eval parts (k2, GMM); accuracy vs the corpus's reference
-     timings where it has them (synth-en: the synthesizers')
+  8  forced alignment of the train and eval parts (k2, GMM; with --ali-source am a realignment
+     with a trained AM, steps/realign.py); accuracy vs the corpus's reference timings where it
+     has them (synth-en: the synthesizers')
   9  senone decision tree (steps/build_tree.py)
   10 frame targets: senone, monophone, subword (steps/make_targets.py)
   11 decoding graph HCLG from lang + senone tree + n-gram LM of the LM text (steps/make_graph.py)

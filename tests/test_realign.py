@@ -83,3 +83,19 @@ def test_cover_reads_every_context_of_the_tree():
     assert cover.shape == (30, 5)
     assert [list(np.flatnonzero(cover[:, p])) for p in range(5)] == [[10], [11], [12], [20], [20]]
     assert cover[20].sum() == 2 and cover.sum() == 5  # phone 2's states share one senone
+
+
+def test_an_am_of_another_tree_is_refused():
+    """The AM's senone priors follow its own tree's leaf occupancies; after a rebuild of the
+    tree with the same number of leaves they no longer do, and realignment refuses it."""
+    import pytest
+
+    from lm2am.align.realign import check_am_matches_tree
+    from lm2am.errors import Lm2amError
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(50, 5000, size=300).astype(float)
+    log_priors = np.log(counts / counts.sum()) + rng.normal(0, 0.05, 300)
+    assert check_am_matches_tree(log_priors, counts, "am.pt", "tree.json") > 0.95
+    with pytest.raises(Lm2amError, match="trained on another tree"):
+        check_am_matches_tree(log_priors, rng.permutation(counts), "am.pt", "tree.json")

@@ -258,6 +258,61 @@ def test_every_system_trained_and_evaluated(tiny_trained: Path):
     assert any(k.endswith("_acc") and k != "main_acc" for k in hier)  # auxiliary heads evaluated
 
 
+def test_realignment_second_pass(tiny_trained: Path, tmp_path: Path):
+    """--ali-source am (Kaldi's nnet realignment): in a copy of the trained tiny recipe, the CE
+    AM realigns every part, and stages 9-10 rebuild the tree and the targets from exp/ali_am.
+    Every cut keeps its frame count, the phone sequence stays the transcript's, the targets
+    have the first pass's shape, and the realigned boundaries are scored against the
+    synthesizers' timings like the first pass's."""
+    import json
+    import shutil
+
+    import numpy as np
+    from lhotse import CutSet
+
+    from lm2am.align.pipeline import read_alignments
+    from lm2am.targets import read_info
+    from lm2am.tree import ContextTree
+
+    copy = tmp_path / "s5"
+    shutil.copytree(tiny_trained, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns("decode_*", "tensorboard", "lm_*", "checkpoint-*.pt"))
+    before = read_info(copy / "data/targets", "train-synth")
+    r = run(copy, "--config", "conf/tiny.yaml", "--stage", "8", "--stop-stage", "10", "--ali-source", "am",
+            "--realign-am", "exp/am_ce/seed1/final.pt")
+    assert r.returncode == 0, f"realignment pass failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    assert "realign train-synth" in r.stdout + r.stderr
+
+    new, old = read_alignments(copy / "exp/ali_am", "train-synth"), read_alignments(copy / "exp/ali_mono", "train-synth")
+    assert set(new) == set(old)
+    sil_names = set((copy / "data/lang/silence_phones.txt").read_text().split())
+    sil = {int(i) for n, i in (ln.split() for ln in (copy / "data/lang/phones.txt").read_text().splitlines())
+           if n in sil_names}
+
+    def speech_phones(ph: np.ndarray) -> list:  # the phone sequence without silences
+        return [int(p) for i, p in enumerate(ph) if (i == 0 or p != ph[i - 1]) and int(p) not in sil]
+
+    moved = 0
+    for utt, (states, phones) in new.items():
+        o_states, o_phones = old[utt]
+        assert states.shape == o_states.shape  # same frames
+        assert speech_phones(phones) == speech_phones(o_phones), utt  # the transcript's phones
+        moved += int((states != o_states).sum())
+    assert moved > 0  # the AM did move boundaries
+
+    acc = {d: json.loads((copy / f"exp/{d}/accuracy_train-synth.json").read_text())["all"]
+           for d in ("ali_mono", "ali_am")}
+    assert acc["ali_am"]["frame_accuracy"] > 50.0, acc  # far above chance on ~40 phones
+
+    tree = ContextTree.load(copy / "exp/tree/tree.json")
+    after = read_info(copy / "data/targets", "train-synth")
+    assert tree.num_leaves == after.num_senones
+    assert (after.num_phones, after.num_subwords) == (before.num_phones, before.num_subwords)
+    for c in CutSet.from_file(copy / "data/targets/cuts_train-synth.jsonl.gz"):
+        assert np.asarray(c.load_custom("senone")).shape[0] == c.num_frames
+    (copy / "realign_accuracy.json").write_text(json.dumps(acc))
+
+
 @pytest.fixture(scope="module")
 def tiny_decoded(tiny_trained: Path) -> Path:
     """Stages 16-17: every system decodes dev (scale sweep) and the test parts; RESULTS.md."""

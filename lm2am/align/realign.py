@@ -125,6 +125,21 @@ def state_log_priors(cover: np.ndarray, senone_log_priors: np.ndarray) -> np.nda
     return np.log(np.maximum(p / p.sum(), 1e-10)).astype(np.float32)
 
 
+def check_am_matches_tree(senone_log_priors: np.ndarray, leaf_counts: np.ndarray,
+                          am_path: Path | str, tree_path: Path | str, min_corr: float = 0.8) -> float:
+    """Refuse an AM trained on another tree of the same size (a rebuilt exp/tree): its senone
+    priors then no longer follow the tree's leaf occupancies. Returns the correlation of the
+    log priors with the log occupancies (near 1 for the AM's own tree)."""
+    a = np.asarray(senone_log_priors, np.float64)
+    b = np.log(np.asarray(leaf_counts, np.float64) + 1.0)
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 1.0
+    if corr < min_corr:
+        raise Lm2amError(f"{am_path}: its senone priors do not follow the leaf counts of {tree_path} "
+                         f"(correlation {corr:.2f}); it was trained on another tree: realign with an AM "
+                         "trained on this tree, or rebuild the tree it was trained on")
+    return corr
+
+
 def prepare_realign_dir(am_path: Path | str, tree_path: Path | str, src_ali_dir: Path | str,
                         out_dir: Path | str) -> Dict[str, Any]:
     """Set up ``out_dir`` for realignment (module docstring): a copy of the AM, the topology and
@@ -144,10 +159,12 @@ def prepare_realign_dir(am_path: Path | str, tree_path: Path | str, src_ali_dir:
     if tree.num_leaves != int(info["num_senones"]):
         raise Lm2amError(f"{am_path} has {info['num_senones']} senones but {tree_path} {tree.num_leaves}: "
                          "realign with an AM trained on this tree")
+    senone_log_priors = load_priors(am_path.parent / "priors.npy", tree.num_leaves)
+    check_am_matches_tree(senone_log_priors, tree.leaf_counts, am_path, tree_path)
     _, _, topo, phones = load_aligner(src_ali_dir)
     smap = StateMap(phones, topo)
     cover = senone_state_cover(tree, smap)
-    log_prior = state_log_priors(cover, load_priors(am_path.parent / "priors.npy", tree.num_leaves))
+    log_prior = state_log_priors(cover, senone_log_priors)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / AM_FILE) as tmp:
         shutil.copyfile(am_path, tmp)
