@@ -3,8 +3,10 @@ targets) on conf/tiny.yaml, in a scratch copy of the recipe directory (links to
 steps/utils/local/path.sh as in the repo)."""
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -17,6 +19,19 @@ SYSTEMS = "ce interp_0.1 hier"  # AM systems of the tiny end-to-end run (stages 
 
 def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     return run_recipe(recipe, *args)
+
+
+def wer_and_sclite(wer_file: Path) -> Tuple[float, int, int]:
+    """lm2am's (WER, errors, words) from a ``wer-<set>`` file, after checking the sclite line
+    beside it keeps the scorer's promises: same reference words, never fewer errors."""
+    lines = wer_file.read_text().splitlines()
+    ours = re.match(r"^%WER (\S+) \[ (\d+) / (\d+),", lines[0])
+    theirs = [re.match(r"^sclite: %WER \S+ \[ (\d+) / (\d+),", x) for x in lines[1:]]
+    theirs = [m for m in theirs if m]
+    assert ours and len(theirs) == 1, lines
+    errors, words = int(ours.group(2)), int(ours.group(3))
+    assert int(theirs[0].group(2)) == words and int(theirs[0].group(1)) >= errors, lines
+    return float(ours.group(1)), errors, words
 
 
 def test_recipe_outputs(tiny_recipe: Path, monkeypatch):
@@ -93,11 +108,8 @@ def test_graph_decodes_oracle_senones(tiny_recipe: Path, monkeypatch, tmp_path: 
                         f"--acoustic-scale 2.0 --ref data/fbank/cuts_{part}.jsonl.gz --set-name test "
                         f"{tmp_path}/ll.scp {tmp_path}/decode"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    wer_line = (tmp_path / "decode/wer-test").read_text().splitlines()[0]
-    wer = float(wer_line.split()[1])
-    assert wer < 10.0, wer_line  # measured 1.6% (homophones); a convention mismatch gives > 50%
-    sclite = [line for line in (tmp_path / "decode/wer-test").read_text().splitlines() if "sclite" in line]
-    assert sclite and sclite[0].split("%WER")[1].split()[0] == wer_line.split()[1]
+    wer, _, _ = wer_and_sclite(tmp_path / "decode/wer-test")
+    assert wer < 10.0, wer  # measured 1.6% (homophones); a convention mismatch gives > 50%
 
 
 def test_overfit_am_decodes_its_own_training_part(tiny_recipe: Path, monkeypatch, tmp_path: Path):
@@ -137,11 +149,8 @@ def test_overfit_am_decodes_its_own_training_part(tiny_recipe: Path, monkeypatch
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((exp / "decode/loglikes.json").read_text())
     assert info["subsampling_factor"] == 1 and info["input_frames"] == info["output_frames"] > 0
-    lines = (exp / f"decode/wer-{part}").read_text().splitlines()
-    wer = float(lines[0].split()[1])
-    assert wer < 10.0, lines[0]  # an untrained tiny AM gives ~100%; a label/frame mismatch far more than 10%
-    sclite = [x for x in lines if x.startswith("sclite:")]
-    assert sclite and sclite[0].split()[2] == lines[0].split()[1]
+    wer, _, _ = wer_and_sclite(exp / f"decode/wer-{part}")
+    assert wer < 10.0, wer  # an untrained tiny AM gives ~100%; a label/frame mismatch far more than 10%
 
 
 def test_rerun_is_a_noop(tiny_recipe: Path):
@@ -285,10 +294,7 @@ def test_decode_and_results(tiny_decoded: Path):
         for part in ("dev-synth", "test-synth", "test-asterisk"):
             dd = d / f"decode_{part}"
             assert "\nPER-UTT DETAILS: corr or (ref->hyp)\n" in (dd / f"errs-{part}.txt").read_text()
-            lines = (dd / f"wer-{part}").read_text().splitlines()
-            ours = lines[0].split("[")[1]
-            sclite = [x for x in lines if x.startswith("sclite:")]
-            assert sclite and sclite[0].split("[")[1] == ours, (part, lines)  # same counts as sclite
+            wer_and_sclite(dd / f"wer-{part}")
             assert not (dd / "loglikes.ark").exists()  # removed after decoding (keep_loglikes=false)
             ll = json.loads((dd / "loglikes.json").read_text())
             info = json.loads((dd / "decode_info.json").read_text())
