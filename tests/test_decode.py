@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Dict, Sequence
 
 import kaldi_hmm_gmm  # noqa: F401  (before kaldifst/kaldilm: the other order hangs)
+import k2
 import numpy as np
 import pytest
+import torch
 
 from lm2am.align.topo import HmmTopo
 from lm2am.errors import Lm2amError
@@ -27,9 +29,6 @@ from lm2am.graph.ngram import NgramConfig, estimate_ngram
 # the toy lang, tree and graph (the toy fixture; shared with test_gmm.py and test_kaldi_interop.py)
 from conftest import TOY_PID as PID
 from conftest import pdf_seq, peaked
-
-k2 = pytest.importorskip("k2")
-torch = pytest.importorskip("torch")
 
 
 def _linear_best(graph, pdfs: Sequence[int]):
