@@ -130,33 +130,40 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         raise Lm2amError(errors[0] if errors else f"{where}: wrong type")
     if origin in (list, tuple) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise Lm2amError(f"{where}: expected a list, got {value!r}")
+            raise _type_error(where, "a list", value)
         inner = args[0] if args else Any
         return [_check_type(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise Lm2amError(f"{where}: expected a mapping, got {value!r}")
+            raise _type_error(where, "a mapping", value)
         vt = args[1] if len(args) == 2 else Any
         return {k: _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Lm2amError(f"{where}: expected a number, got {value!r}")
+            raise _type_error(where, "a number", value)
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise Lm2amError(f"{where}: expected an integer, got {value!r}")
+            raise _type_error(where, "an integer", value)
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise Lm2amError(f"{where}: expected true/false, got {value!r}")
+            raise _type_error(where, "true/false", value)
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise Lm2amError(f"{where}: expected a string, got {value!r}")
+            raise _type_error(where, "a string", value)
         return value
     return value
+
+
+FIX_HINT = "; fix the config"
+
+
+def _type_error(where: str, expected: str, value: Any) -> Lm2amError:
+    return Lm2amError(f"{where}: expected {expected}, got {value!r}{FIX_HINT}")
 
 
 def from_dict(cls: Type[T], data: Any, where: str) -> T:
@@ -164,7 +171,7 @@ def from_dict(cls: Type[T], data: Any, where: str) -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise Lm2amError(f"{where}: expected a mapping, got {data!r}")
+        raise _type_error(where, "a mapping", data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -176,7 +183,7 @@ def from_dict(cls: Type[T], data: Any, where: str) -> T:
     try:
         obj = cls(**kwargs)
     except RangeError as e:
-        raise Lm2amError(f"{where}.{e.key}: {e.msg}; fix the config") from None
+        raise Lm2amError(f"{where}.{e.key}: {e.msg}{FIX_HINT}") from None
     except (ValueError, TypeError) as e:
         raise Lm2amError(f"{where}: {e}") from None
     return obj

@@ -40,7 +40,7 @@ def main() -> None:
     from lhotse import CutSet
 
     train_aligner(CutSet.from_file(args.cuts), args.lang_dir, args.out_dir, cfg, topo,
-                  max_utts=cfg.max_train_utts, device=args.device)
+                  max_utts=cfg.max_train_utts, device=args.device, source=str(args.cuts))
     marker.mark()
 
 

@@ -16,6 +16,28 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH_RECIPE = REPO / "egs/synth-en/s5"
+#: CI (.ci/run) sets LM2AM_REQUIRE_SETUP=1: what utils/setup_env.sh installs must be there, so a
+#: missing Debian package fails the tests that need it instead of skipping them unnoticed.
+REQUIRE_SETUP = os.environ.get("LM2AM_REQUIRE_SETUP") == "1"
+
+
+def _setup_reason(what: str) -> str:
+    return (f"{what} not installed: these checks did NOT run (utils/setup_env.sh installs it; "
+            "LM2AM_REQUIRE_SETUP=1 makes this a failure)")
+
+
+def needs_setup(present: bool, what: str) -> pytest.MarkDecorator:
+    """Mark: skip, saying what is missing, where a Debian package that utils/setup_env.sh installs
+    is absent; under LM2AM_REQUIRE_SETUP=1 the test runs anyway and fails on the missing tool."""
+    return pytest.mark.skipif(not present and not REQUIRE_SETUP, reason=_setup_reason(what))
+
+
+def require_setup(present: bool, what: str) -> None:
+    """Inside a test or fixture: :func:`needs_setup`'s rule, skip or (LM2AM_REQUIRE_SETUP=1) fail."""
+    if not present:
+        (pytest.fail if REQUIRE_SETUP else pytest.skip)(_setup_reason(what))
+
+
 #: last stage of the shared tiny recipe build (data, lang, features, alignment, tree, targets, graph)
 TINY_LAST_STAGE = 11
 

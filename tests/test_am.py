@@ -499,9 +499,19 @@ def test_missing_teacher_posteriors_are_named(data, tmp_path):
 
 
 def _ddp_worker(rank: int, world: int, port: int, paths: DataPaths, exp: str, targets) -> None:
+    import lm2am.am.train as am_train
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    fit = am_train._fit
+
+    def fit_and_keep(t, p, gen, stop_at_step):  # this rank's weights and step count after training
+        done = fit(t, p, gen, stop_at_step)
+        torch.save({"step": p.step, "state_dict": t.model.state_dict()}, Path(exp).parent / f"rank{rank}.pt")
+        return done
+
+    am_train._fit = fit_and_keep  # (this worker process only)
     train_system(hier_system(), make_model_config(TINY_MODEL), tiny_train(epochs=2), paths, Path(exp),
                  posterior_loader=FakePosteriors(targets))
 
@@ -510,8 +520,7 @@ def test_ddp_two_gloo_processes(data, tmp_path):
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available in this build")
+    assert dist.is_available() and dist.is_gloo_available()  # the pinned torch 1.13.1 Linux wheels have gloo
     root, paths, targets = data
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -529,8 +538,22 @@ def test_ddp_two_gloo_processes(data, tmp_path):
     ck = ckpt_mod.load(tmp_path / "ddp" / "final.pt")
     from lm2am.am.data import make_sampler
 
-    single = sum(1 for _ in make_sampler(load_cuts(paths, "train"), 2.5, shuffle=True, seed=3))
-    assert 2 <= ck["step"] < 2 * single  # each rank took about half of the batches of each epoch
+    cfg = tiny_train(epochs=2)
+    per_epoch = {}  # (rank, epoch) -> batches of that rank's shard of the epoch
+    for rank in (0, 1):
+        for epoch in range(cfg.epochs):
+            s = make_sampler(load_cuts(paths, "train"), cfg.max_duration, shuffle=True, seed=cfg.seed,
+                             num_buckets=cfg.num_buckets, world_size=2, rank=rank)
+            s.set_epoch(epoch)
+            per_epoch[rank, epoch] = sum(1 for _ in s)
+    want = sum(per_epoch[0, e] for e in range(cfg.epochs))
+    assert want == sum(per_epoch[1, e] for e in range(cfg.epochs)) > 0  # the shards are equal (drop_last)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert ck["step"] == ranks[0]["step"] == ranks[1]["step"] == want
+    one, two = (r["state_dict"] for r in ranks)
+    # the ranks start from differently seeded weights (seed + rank): equal only if DDP broadcast
+    # rank 0's and all-reduced every gradient
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
     assert (tmp_path / "ddp" / "history.json").is_file()
 
 

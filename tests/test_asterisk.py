@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from conftest import REPO
+from conftest import REPO, needs_setup
 from lm2am.corpus.asterisk import (PART, AsteriskConfig, find_sounds_dir, find_transcripts,
                                    normalize_prompt, prepare_asterisk, read_transcripts)
 from lm2am.errors import Lm2amError
@@ -24,9 +24,7 @@ def _have_asterisk() -> bool:
         return False
 
 
-needs_asterisk = pytest.mark.skipif(
-    not _have_asterisk(),
-    reason="needs Debian asterisk-core-sounds-en-g722 and asterisk-core-sounds-en")
+needs_asterisk = needs_setup(_have_asterisk(), "Debian asterisk-core-sounds-en-g722 / asterisk-core-sounds-en")
 
 
 # (prompt name, line of core-sounds-en.txt, expected text or drop reason)

@@ -1,18 +1,23 @@
-"""The benchmark suite (bench/, issue 8): the runner's quick pass produces every row, and the GPU
-script runs on CPU without k2, lhotse or kaldiio."""
+"""The benchmark suite (bench/, issue 8): the runner's quick pass produces every row, each figure
+finite (and positive, slopes aside), the posterior storage figures exactly the size the stored
+layout gives; the GPU script runs on CPU without k2, lhotse or kaldiio."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict, List, Tuple
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import Row, loglog_slope  # noqa: E402
+from bench.common import Row, fmt, loglog_slope  # noqa: E402
 from bench.run_all import BENCHMARKS, table  # noqa: E402
 
 # Runs a script with k2, lhotse and kaldiio unimportable (the GPU machine has none of them).
@@ -72,3 +77,62 @@ def test_run_all_quick_has_every_row(tiny_recipe, tmp_path):
         assert fig in text, fig
     assert "FAILED" not in text
     assert len(BENCHMARKS) == 6
+    rows = table_rows(text)
+    assert len(rows) >= 20
+    for r in rows:  # every figure measured: finite; positive unless it is a log-log slope
+        value = number(r["value"])
+        assert math.isfinite(value), r
+        assert value > 0 or "exponent" in r["figure"], r
+        if r["ratio"]:
+            assert math.isfinite(number(r["ratio"])) and number(r["ratio"]) > 0, r
+    storage = {r["figure"].split(":")[0]: r for r in rows if r["bench"] == "posterior storage"}
+    assert sorted(storage) == ["monophone", "senone", "subword"]
+    for unit, r in storage.items():  # deterministic: the stored layout's exact size
+        bpf, dense = stored_bytes_per_frame(tiny_recipe, unit)
+        assert (r["value"], r["ratio"]) == (fmt(bpf), fmt(bpf / dense)), r
+        assert r["baseline"].startswith(fmt(dense) + " ") and r["met"] == ("yes" if dense / bpf >= 10 else "**no**"), r
+
+
+def table_rows(text: str) -> List[Dict[str, str]]:
+    """The rows of the main results table of bench/RESULTS.md (its columns by name)."""
+    lines = text.splitlines()
+    head = lines.index("| benchmark | figure | value | unit | baseline (same run) | ratio | target | met | notes |")
+    keys = ["bench", "figure", "value", "unit", "baseline", "ratio", "target", "met", "notes"]
+    rows = []
+    for line in lines[head + 2:]:
+        if not line.startswith("| "):
+            break
+        rows.append(dict(zip(keys, (c.strip() for c in line.strip("|").split(" | ")))))
+    return rows
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def stored_bytes_per_frame(recipe: Path, unit: str) -> Tuple[float, float]:
+    """Bytes per frame of a unit's stored train posteriors, derived from the layout of
+    lm2am/lm/posteriors.py (per cut: key, space, 15-byte Kaldi matrix header, one float32 row of
+    2 + 2k per run of the targets' token positions plus a sentinel row), and dense float32's 4 V."""
+    from lm2am.lm.tokens import target_tokens
+    from lm2am.targets import read_targets
+
+    d = recipe / "exp" / f"lm_{unit}" / "post_train-synth"
+    info = json.loads((d / "post_info.json").read_text())
+    k = int(info["top_k"])
+    cwd = os.getcwd()
+    os.chdir(recipe)  # the targets' scp files hold recipe-relative paths
+    try:
+        targets = read_targets(Path("data/targets"), "train-synth")
+        size = frames = 0
+        for line in (d / "post.scp").read_text().splitlines():
+            cut = line.split()[0]
+            pos = np.asarray(target_tokens(targets[cut], info["unit"])[1])
+            runs = int(((pos >= 0) & np.r_[True, pos[1:] != pos[:-1]]).sum())
+            size += len(cut) + 1 + 15 + (runs + 1) * (2 + 2 * k) * 4
+            frames += len(pos)
+    finally:
+        os.chdir(cwd)
+    assert size == sum(p.stat().st_size for p in d.glob("post.*.ark")) == int(info["bytes"])
+    assert frames == int(info["frames"])
+    return size / frames, 4.0 * int(info["vocab_size"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO
+from conftest import REPO, require_setup
 from lm2am.corpus.kaldi_dir import import_kaldi_data_dir, load_kaldi_dir
 from lm2am.data import manifest_paths
 from lm2am.errors import Lm2amError
@@ -65,8 +65,7 @@ def test_plain_dir_writes_manifests(tmp_path: Path):
 
 @pytest.mark.filterwarnings("ignore:You requested a subset of a recording")
 def test_segments_and_sox_pipe(tmp_path: Path):
-    if shutil.which("sox") is None:
-        pytest.skip("sox not installed")
+    require_setup(shutil.which("sox") is not None, "sox (Debian sox)")
     long = _wav(tmp_path / "audio" / "long.wav", 3.0)
     at8k = _wav(tmp_path / "audio" / "rec8k.wav", 2.0, sr=8000, seed=2)
     d = _data_dir(tmp_path, {

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import kaldi_hmm_gmm  # noqa: F401  (before kaldifst/kaldi_decoder: the other order hangs)
+import k2  # noqa: F401  (pinned: a broken install fails the module, never skips it)
+import kaldi_decoder  # noqa: F401
 import numpy as np
 import pytest
 
@@ -21,9 +23,6 @@ from lm2am.tree.kaldi_format import (all_contexts, load_kaldi_context_dependency
 # the toy lang, tree and graph of the k2 decoder's tests (the toy fixture is in conftest.py)
 from conftest import REPO, TREE_PHONES, oracle_loglikes, pdf_seq, peaked, random_tree_stats, toy_tree
 from conftest import TOY_PHONES as PHONES
-
-k2 = pytest.importorskip("k2")
-kaldi_decoder = pytest.importorskip("kaldi_decoder")
 
 
 # ---------------------------------------------------------------- tree interop

@@ -14,8 +14,10 @@ from lm2am.errors import Lm2amError
 from lm2am.lang import (LangConfig, add_disambig, apply_oov_policy, cmudict_prons, g2p_flite,
                         prepare_lang, read_lexicon, read_symbols, train_bpe)
 
+from conftest import needs_setup
+
 REPO = Path(__file__).resolve().parents[1]
-needs_t2p = pytest.mark.skipif(shutil.which("t2p") is None, reason="flite's t2p not installed")
+needs_t2p = needs_setup(shutil.which("t2p") is not None, "flite's t2p (Debian flite)")
 
 AM = {
     "train-synth": ["HELLO WORLD", "THE CAT SAT ON THE MAT", "BLORPTASTIC ZIBBLES ARE READ"],

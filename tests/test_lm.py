@@ -289,8 +289,9 @@ def test_training_resumes_after_a_kill(tmp_path, monkeypatch):
     train_lm("phone", train, dev, 12, cfg, tmp_path / "b", progress=False)
     a = torch.load(tmp_path / "a" / "final.pt")["model"]
     b = torch.load(tmp_path / "b" / "final.pt")["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    assert a.keys() == b.keys()
+    for k in a:  # bit-identical, as lm2am/lm/train.py promises (same updates, same batches, CPU)
+        assert torch.equal(a[k], b[k]), k
 
 
 def test_config_section_and_unit_overrides():
@@ -461,14 +462,47 @@ def test_bad_inputs(post_dir, teacher, targets, tmp_path):
         compute_posteriors(teacher, other, "train", tmp_path / "p2", progress=False)
 
 
+def _kl_exact_spaced(teacher: Path, targets_dir: Path, num_cuts: int, spacing: int) -> Tuple[float, float]:
+    """Independently of storage_report: the mean over speech frames of ``KL(exact || spaced)``
+    of the teacher's tempered distributions, and its upper bound, the mean of ``max_v log(p/q)``
+    (KL(p||q) = E_p log(p/q) <= max log(p/q))."""
+    from lm2am.targets import read_targets
+
+    model, meta = load_lm(teacher / "final.pt")
+    temp = meta["config"].temperature
+    reader = read_targets(targets_dir, "train")
+    tp = [target_tokens(reader[c], "senone") for c in sorted(reader, key=str.encode)[:num_cuts]]
+
+    def log_probs(sp: int) -> List[torch.Tensor]:
+        return score_sequences(model, [t for t, _ in tp], lambda i, lg: torch.log_softmax(lg.double() / temp, -1),
+                               spacing=sp)
+
+    kl = bound = frames = 0.0
+    for (_, pos), lp, lq in zip(tp, log_probs(0), log_probs(spacing)):
+        per_tok = (lp.exp() * (lp - lq)).sum(-1).numpy()
+        worst = (lp - lq).max(-1).values.numpy()
+        for j in np.asarray(pos)[np.asarray(pos) >= 0]:  # every speech frame of token j
+            kl, bound, frames = kl + per_tok[j], bound + worst[j], frames + 1
+    return kl / frames, bound / frames
+
+
 def test_storage_report_and_plot(teacher, targets, post_dir, tmp_path):
+    default = LmConfig().mask_spacing
+    assert default == 8
     r = storage_report(teacher, targets[0], "train", ks=(1, 2, 4, 100), num_cuts=3,
-                       compare_spacing=(2,), post_dir=post_dir)
+                       compare_spacing=(0, 2, default), post_dir=post_dir)
     ks = {e["k"]: e for e in r["k"]}
     assert ks[1]["mean_kept_mass"] < ks[4]["mean_kept_mass"] <= ks[100]["mean_kept_mass"] + 1e-9
     assert ks[100]["kl_topk_full"] == pytest.approx(0.0, abs=1e-9)  # 100 > vocabulary (76): nothing dropped
     assert ks[4]["bytes"] < ks[100]["bytes"] and ks[1]["smaller_than_dense"] > 10
-    assert r["spacing"][0]["kl_exact_spaced"] >= 0
+    kl = {e["mask_spacing"]: e["kl_exact_spaced"] for e in r["spacing"]}
+    assert kl[0] == 0.0  # exact scoring against itself
+    # these cuts have more tokens than the spacing, so spaced masking hides context exact scoring sees
+    assert max(len(target_tokens(t, "senone")[0]) for t in list(targets[1].values())[:3]) > default
+    for sp in (2, default):
+        want, bound = _kl_exact_spaced(teacher, targets[0], 3, sp)
+        # (rel 1e-6: float32 logits of differently batched rows)
+        assert 0.0 < kl[sp] <= bound and kl[sp] == pytest.approx(want, rel=1e-6), (sp, kl[sp], want, bound)
     text = format_storage_report(r)
     assert "KL(topk||full)" in text and "stored (k=4)" in text
     from lm2am.lm.plots_lm import plot_teacher_posteriors

@@ -3,8 +3,11 @@ targets) on conf/tiny.yaml, in a scratch copy of the recipe directory (links to
 steps/utils/local/path.sh as in the repo)."""
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -17,6 +20,41 @@ SYSTEMS = "ce interp_0.1 hier"  # AM systems of the tiny end-to-end run (stages 
 
 def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     return run_recipe(recipe, *args)
+
+
+def wer_and_sclite(wer_file: Path) -> Tuple[float, int, int]:
+    """lm2am's (WER, errors, words) from a ``wer-<set>`` file, after checking the sclite line
+    beside it keeps the scorer's promises: same reference words, never fewer errors."""
+    lines = wer_file.read_text().splitlines()
+    ours = re.match(r"^%WER (\S+) \[ (\d+) / (\d+),", lines[0])
+    theirs = [re.match(r"^sclite: %WER \S+ \[ (\d+) / (\d+),", x) for x in lines[1:]]
+    theirs = [m for m in theirs if m]
+    assert ours and len(theirs) == 1, lines
+    errors, words = int(ours.group(2)), int(ours.group(3))
+    assert int(theirs[0].group(2)) == words and int(theirs[0].group(1)) >= errors, lines
+    return float(ours.group(1)), errors, words
+
+
+def first_wer(wer_file: Path) -> float:
+    """The ``%WER x`` of a ``wer-<set>`` file's first line."""
+    m = re.match(r"^%WER (\S+) \[", wer_file.read_text().splitlines()[0])
+    assert m, wer_file
+    return float(m.group(1))
+
+
+def dev_best(decode_dir: Path, part: str) -> Tuple[float, float]:
+    """The dev-best scale of a dev decode dir and the WER of its ``wer-<part>`` file at that
+    scale, after checking that the scale is a minimum of ``scales.txt`` and that the sweep's
+    files agree with it (the lattice scale's in the dir itself, every other one under
+    ``scale_<s>/``)."""
+    best = float((decode_dir / "best_scale").read_text())
+    sweep = {float(f[0]): float(f[2]) for f in (x.split() for x in (decode_dir / "scales.txt").read_text().splitlines())}
+    assert len(sweep) >= 5 and sweep[best] == min(sweep.values()), (best, sweep)
+    lattice = [sc for sc in sweep if not (decode_dir / f"scale_{sc:g}").is_dir()]
+    assert len(lattice) == 1, lattice
+    for sc, w in sweep.items():
+        assert first_wer(decode_dir / ("" if sc == lattice[0] else f"scale_{sc:g}") / f"wer-{part}") == w, sc
+    return best, sweep[best]
 
 
 def test_recipe_outputs(tiny_recipe: Path, monkeypatch):
@@ -93,11 +131,8 @@ def test_graph_decodes_oracle_senones(tiny_recipe: Path, monkeypatch, tmp_path: 
                         f"--acoustic-scale 2.0 --ref data/fbank/cuts_{part}.jsonl.gz --set-name test "
                         f"{tmp_path}/ll.scp {tmp_path}/decode"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    wer_line = (tmp_path / "decode/wer-test").read_text().splitlines()[0]
-    wer = float(wer_line.split()[1])
-    assert wer < 10.0, wer_line  # measured 1.6% (homophones); a convention mismatch gives > 50%
-    sclite = [line for line in (tmp_path / "decode/wer-test").read_text().splitlines() if "sclite" in line]
-    assert sclite and sclite[0].split("%WER")[1].split()[0] == wer_line.split()[1]
+    wer, _, _ = wer_and_sclite(tmp_path / "decode/wer-test")
+    assert wer < 10.0, wer  # measured 1.6% (homophones); a convention mismatch gives > 50%
 
 
 def test_overfit_am_decodes_its_own_training_part(tiny_recipe: Path, monkeypatch, tmp_path: Path):
@@ -137,11 +172,8 @@ def test_overfit_am_decodes_its_own_training_part(tiny_recipe: Path, monkeypatch
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((exp / "decode/loglikes.json").read_text())
     assert info["subsampling_factor"] == 1 and info["input_frames"] == info["output_frames"] > 0
-    lines = (exp / f"decode/wer-{part}").read_text().splitlines()
-    wer = float(lines[0].split()[1])
-    assert wer < 10.0, lines[0]  # an untrained tiny AM gives ~100%; a label/frame mismatch far more than 10%
-    sclite = [x for x in lines if x.startswith("sclite:")]
-    assert sclite and sclite[0].split()[2] == lines[0].split()[1]
+    wer, _, _ = wer_and_sclite(exp / f"decode/wer-{part}")
+    assert wer < 10.0, wer  # an untrained tiny AM gives ~100%; a label/frame mismatch far more than 10%
 
 
 def test_rerun_is_a_noop(tiny_recipe: Path):
@@ -336,14 +368,11 @@ def test_decode_and_results(tiny_decoded: Path):
         best = float((d / "decode_dev-synth/best_scale").read_text())
         swept = [float(x.split()[0]) for x in (d / "decode_dev-synth/scales.txt").read_text().splitlines()]
         scales = scales or swept
-        assert swept == scales and best in swept and len(swept) >= 5
+        assert swept == scales and best == dev_best(d / "decode_dev-synth", "dev-synth")[0]
         for part in ("dev-synth", "test-synth", "test-asterisk"):
             dd = d / f"decode_{part}"
             assert "\nPER-UTT DETAILS: corr or (ref->hyp)\n" in (dd / f"errs-{part}.txt").read_text()
-            lines = (dd / f"wer-{part}").read_text().splitlines()
-            ours = lines[0].split("[")[1]
-            sclite = [x for x in lines if x.startswith("sclite:")]
-            assert sclite and sclite[0].split("[")[1] == ours, (part, lines)  # same counts as sclite
+            wer_and_sclite(dd / f"wer-{part}")
             assert not (dd / "loglikes.ark").exists()  # removed after decoding (keep_loglikes=false)
             ll = json.loads((dd / "loglikes.json").read_text())
             info = json.loads((dd / "decode_info.json").read_text())
@@ -352,18 +381,55 @@ def test_decode_and_results(tiny_decoded: Path):
                 assert info["config"]["acoustic_scale"] == best  # test decoded at the dev-best scale
     md = (exp / "RESULTS.md").read_text()
     assert "conf/tiny.yaml" in md
-    for sys_name in SYSTEMS.split():
-        row = next(x for x in md.splitlines() if x.startswith(f"| {sys_name} |"))
+    # every cell of every row is its files' figure: dev at the dev-best scale, the test parts'
+    # wer-<part>, the relative change to ce's, frame accuracy, the dev-best scale
+    dirs = {s: exp / f"am_{s}/seed1" for s in SYSTEMS.split()}
+    dirs["gmm_mono"] = exp / "mono_gmm"  # the Kaldi GMM baseline row (its own dev sweep)
+    wers = {}
+    for name, d in dirs.items():
+        best, dev_wer = dev_best(d / "decode_dev-synth", "dev-synth")
+        wers[name] = {"test-synth": first_wer(d / "decode_test-synth/wer-test-synth"),
+                      "test-asterisk": first_wer(d / "decode_test-asterisk/wer-test-asterisk")}
+        row = next(x for x in md.splitlines() if x.startswith(f"| {name} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[1] == "1"
-        # dev, test-synth (+ rel.), test-asterisk (+ rel.): numbers
-        for c in (cells[2], cells[3], cells[5]):
-            assert 0.0 <= float(c.split()[0]) <= 200.0, row
-        assert cells[4] == "baseline" if sys_name == "ce" else cells[4].endswith("%")
-    assert md.index("| ce |") < md.index("| interp_0.1 |") < md.index("| hier |")
-    gmm = next(x for x in md.splitlines() if x.startswith("| gmm_mono |"))  # the Kaldi GMM baseline row
-    assert 0.0 <= float(gmm.strip("|").split("|")[2].split()[0]) <= 200.0, gmm
+        assert cells[1:4] == ["1", f"{dev_wer:.2f}", f"{wers[name]['test-synth']:.2f}"], row
+        assert cells[5] == f"{wers[name]['test-asterisk']:.2f}" and cells[8] == f"{best:g}", row
+        ev = d / "eval_dev-synth.json"
+        assert cells[7] == (f"{100 * json.loads(ev.read_text())['main_acc']:.2f}" if ev.is_file() else "–"), row
+        for col, part in ((4, "test-synth"), (6, "test-asterisk")):
+            base = wers["ce"][part]
+            assert cells[col] == ("baseline" if name == "ce" else f"{100 * (wers[name][part] - base) / base:+.1f}%"), row
+    assert md.index("| ce |") < md.index("| interp_0.1 |") < md.index("| hier |") < md.index("| gmm_mono |")
     assert (exp / "plots/wer_systems.png").stat().st_size > 5000
+
+
+def test_kd_terms_and_main_head_on_real_posteriors(tiny_trained: Path):
+    """The KD systems trained on stage 13's real teacher posteriors: every KD term of hier is
+    finite and non-zero, in training and on dev; every system's main head beats always guessing
+    the most frequent dev senone."""
+    import json
+
+    import numpy as np
+
+    from lm2am.targets import read_targets
+
+    exp = tiny_trained / "exp"
+    last = json.loads((exp / "am_hier/seed1/history.json").read_text())[-1]
+    dev = json.loads((exp / "am_hier/seed1/eval_dev-synth.json").read_text())
+    for unit in ("monophone", "senone", "subword"):
+        for where in (last["train"], dev):
+            assert np.isfinite(where[f"{unit}_kd"]) and where[f"{unit}_kd"] > 0, (unit, where)
+    cwd = os.getcwd()
+    os.chdir(tiny_trained)  # the targets' scp files hold recipe-relative paths
+    try:
+        targets = read_targets(Path("data/targets"), "dev-synth")
+        senones = np.concatenate([targets[c].senone for c in targets])
+    finally:
+        os.chdir(cwd)
+    majority = np.bincount(senones).max() / senones.size
+    for name in SYSTEMS.split():
+        res = json.loads((exp / f"am_{name}/seed1/eval_dev-synth.json").read_text())
+        assert res["frames"] == senones.size and res["main_acc"] > majority, (name, res["main_acc"], majority)
 
 
 def test_decode_rerun_is_a_noop(tiny_decoded: Path):

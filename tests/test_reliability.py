@@ -1,5 +1,7 @@
 """Reliability (issue #9): every bad input stops a stage with one ``ERROR:`` line naming the file
-or option and the fix, exit status != 0 and no partial output; a stage killed with SIGKILL and
+(or, for a bad option, the script) and the fix, exit status != 0 and nothing lost: no partial
+output under a final name, inputs and earlier outputs byte-identical (:func:`check_promises`
+holds every case to all four); a stage killed with SIGKILL and
 rerun gives the same bytes as an uninterrupted run; done markers re-run a stage whose config or
 input changed; steps/validate_data.py checks parts at stage boundaries.
 
@@ -13,6 +15,7 @@ recipe (teacher LM, AM training loop), the library function under :func:`cli_mai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -238,13 +241,34 @@ def system_file(path: Path, hidden: int = 16, heads: str = "") -> Path:
 # --------------------------------------------------------------------------- the cases
 
 
+def _file_digest(p: Path) -> str:
+    """sha256 of a file's content (a gzip file's decompressed content: its header holds an mtime)."""
+    data = p.read_bytes()
+    return hashlib.sha256(gzip.decompress(data) if p.suffix == ".gz" else data).hexdigest()
+
+
+def digest(*paths: Path) -> Dict[str, str]:
+    """Content digest of each file, or of every file under each directory (logs left out),
+    keyed by absolute path: what :attr:`Case.intact` holds."""
+    out = {}
+    for p in paths:
+        files = [p] if p.is_file() else [q for q in sorted(p.rglob("*")) if q.is_file()
+                                          and "log" not in q.relative_to(p).parts]
+        out.update({str(q): _file_digest(q) for q in files})
+    assert out, f"nothing to digest in {paths}"
+    return out
+
+
 @dataclass
 class Case:
-    """What one bad-input case ran and what must hold afterwards."""
+    """What one bad-input case ran and what must hold afterwards (:func:`check_promises`)."""
 
     result: Result
-    names: Sequence[str]  # fragments the message must contain (file, option, utterance)
-    absent: Sequence[Path] = ()  # outputs that must not exist
+    file: object  # the offending file (for a bad option: the script given it), named in the message
+    hint: str  # a fragment of the fix the message proposes
+    names: Sequence[str] = ()  # further fragments the message must contain (key, utterance)
+    absent: Sequence[Path] = ()  # outputs that must not exist under their final names
+    intact: Dict[str, str] = field(default_factory=dict)  # digest() of inputs/earlier outputs, before the run
     clean: Sequence[Path] = ()  # dirs that must hold no temp files
     prefix: str = PREFIX
 
@@ -260,12 +284,15 @@ def _flac(corpus: Path, utt: str) -> Path:
     return corpus / "train-x" / spk / chap / f"{utt}.flac"
 
 
-def _manifests(w: World, tmp: Path, mutate: Callable[[Path], Sequence[str]]) -> Case:
+def _manifests(w: World, tmp: Path, mutate: Callable[[Path], Sequence[str]], hint: str) -> Case:
+    """``mutate`` breaks the corpus copy and returns the broken file, then other fragments."""
     corpus = _corpus_copy(w, tmp)
-    names = mutate(corpus)
+    bad, *names = mutate(corpus)
+    before = digest(corpus)
     out = tmp / "manifests"
     r = run_script(STEPS / "make_manifests.py", "--parts", "train-x", "--nj", "1", corpus, out)
-    return Case(r, names, absent=[out / "cuts_train-x.jsonl.gz", out / ".train-x.done"], clean=[out])
+    return Case(r, bad, hint, names, absent=[out / "cuts_train-x.jsonl.gz", out / ".train-x.done"],
+                intact=before, clean=[out])
 
 
 def case_wav_missing(w, tmp):
@@ -273,7 +300,7 @@ def case_wav_missing(w, tmp):
         p = _flac(c, "100-1-0001")
         p.unlink()
         return [str(p), "missing"]
-    return _manifests(w, tmp, m)
+    return _manifests(w, tmp, m, 'restore it')
 
 
 def case_wav_empty(w, tmp):
@@ -281,7 +308,7 @@ def case_wav_empty(w, tmp):
         p = _flac(c, "100-1-0001")
         p.write_bytes(b"")
         return [str(p), "unreadable audio"]
-    return _manifests(w, tmp, m)
+    return _manifests(w, tmp, m, 're-create or remove 100-1-0001')
 
 
 def case_wav_truncated(w, tmp):
@@ -289,7 +316,7 @@ def case_wav_truncated(w, tmp):
         p = _flac(c, "101-1-0000")
         p.write_bytes(p.read_bytes()[: p.stat().st_size * 6 // 10])
         return [str(p), "unreadable audio"]
-    return _manifests(w, tmp, m)
+    return _manifests(w, tmp, m, 're-create or remove 101-1-0000')
 
 
 def case_wav_not_audio(w, tmp):
@@ -297,7 +324,7 @@ def case_wav_not_audio(w, tmp):
         p = _flac(c, "101-1-0001")
         p.write_text("this is not audio\n" * 50)
         return [str(p), "unreadable audio"]
-    return _manifests(w, tmp, m)
+    return _manifests(w, tmp, m, 're-create or remove 101-1-0001')
 
 
 def case_wav_wrong_rate(w, tmp):
@@ -305,7 +332,7 @@ def case_wav_wrong_rate(w, tmp):
         p = _flac(c, "100-1-0000")
         sf.write(p, np.zeros(8000, np.float32) + 0.01, 8000)
         return [str(p), "8000 Hz", "manifests.sampling_rate"]
-    return _manifests(w, tmp, m)
+    return _manifests(w, tmp, m, 'resample it')
 
 
 def case_transcript_empty(w, tmp):
@@ -313,7 +340,7 @@ def case_transcript_empty(w, tmp):
         tf = c / "train-x" / "100" / "1" / "100-1.trans.txt"
         tf.write_text("100-1-0000 HELLO WORLD\n100-1-0001\n")
         return [str(tf), "line 2", "empty transcript"]
-    return _manifests(w, tmp, m)
+    return _manifests(w, tmp, m, 'add its text or remove the line')
 
 
 def case_transcript_non_utf8(w, tmp):
@@ -321,7 +348,7 @@ def case_transcript_non_utf8(w, tmp):
         tf = c / "train-x" / "101" / "1" / "101-1.trans.txt"
         tf.write_bytes(b"101-1-0000 THE CAT SAT\n101-1-0001 A DOG \xe9T\xe9\n")
         return [str(tf), "UTF-8"]
-    return _manifests(w, tmp, m)
+    return _manifests(w, tmp, m, 're-encode the transcript as UTF-8')
 
 
 def case_duplicate_utt_id(w, tmp):
@@ -329,18 +356,18 @@ def case_duplicate_utt_id(w, tmp):
         tf = c / "train-x" / "101" / "1" / "101-1.trans.txt"
         tf.write_text(tf.read_text() + "101-1-0000 THE DOG SAT\n")
         return [str(tf), "duplicate utterance id 101-1-0000"]
-    return _manifests(w, tmp, m)
+    return _manifests(w, tmp, m, 'make ids unique')
 
 
 def case_transcript_all_oov(w, tmp):
     lang = tmp / "lang"
     lang.mkdir()
     (lang / "lexicon.txt").write_text("ZEBRA ZZ\n<UNK> SPN\n")  # no word of the corpus
+    before = digest(lang)
     out = tmp / "fbank"
     r = run_script(STEPS / "compute_fbank.py", "--lang", lang, "--parts", "train-x", w.manifests, out)
-    return Case(r, [str(w.manifests / "cuts_train-x.jsonl.gz"), "without a lexicon word",
-                    "oov_policy"], absent=[out / "cuts_train-x.jsonl.gz", out / "feats_train-x"],
-                clean=[out])
+    return Case(r, w.manifests / "cuts_train-x.jsonl.gz", "set lang.oov_policy: unk", ["without a lexicon word"],
+                absent=[out / "cuts_train-x.jsonl.gz", out / "feats_train-x"], intact=before, clean=[out])
 
 
 def _kaldi_dir(w: World, tmp: Path) -> Path:
@@ -353,17 +380,19 @@ def _kaldi_dir(w: World, tmp: Path) -> Path:
     return d
 
 
-def _import(d: Path, tmp: Path, names: Sequence[str]) -> Case:
+def _import(d: Path, tmp: Path, bad: Path, hint: str, names: Sequence[str]) -> Case:
+    before = digest(tmp)
     out = tmp / "manifests"
     r = run_script(REPO / "local" / "kaldi-data" / "import_data_dir.py", d, "k", out)
-    return Case(r, names, absent=[out / "cuts_k.jsonl.gz", out / ".k.done"], clean=[out])
+    return Case(r, bad, hint, names, absent=[out / "cuts_k.jsonl.gz", out / ".k.done"], intact=before,
+                clean=[out])
 
 
 def case_text_not_in_wav_scp(w, tmp):
     d = _kaldi_dir(w, tmp)
     lines = (d / "wav.scp").read_text().splitlines()
     (d / "wav.scp").write_text("\n".join(lines[:-1]) + "\n")
-    return _import(d, tmp, [str(d / "text"), "line 4", "101-1-0001", "wav.scp"])
+    return _import(d, tmp, d / "text", "add it or remove it", ["line 4", "101-1-0001", str(d / "wav.scp")])
 
 
 def case_wav_scp_truncated_wav(w, tmp):
@@ -374,26 +403,28 @@ def case_wav_scp_truncated_wav(w, tmp):
     lines = (d / "wav.scp").read_text().splitlines()
     lines[0] = f"100-1-0000 {wav}"
     (d / "wav.scp").write_text("\n".join(lines) + "\n")
-    return _import(d, tmp, [str(d / "wav.scp"), "line 1", str(wav), "truncated"])
+    return _import(d, tmp, d / "wav.scp", "re-create it or remove the recording", ["line 1", str(wav), "truncated"])
 
 
 def case_features_shorter_than_transcript(w, tmp):
     out = tmp / "ali"
     r = run_script(STEPS / "train_aligner.py", w.fbank / "cuts_short-x.jsonl.gz", w.lang, out)
-    return Case(r, ["300-1-0000", "frames"], absent=[out / "final.pt", out / ".train.done"],
-                clean=[out])
+    return Case(r, w.fbank / "cuts_short-x.jsonl.gz", "check that the transcripts belong to the audio",
+                ["300-1-0000", "frames"], absent=[out / "final.pt", out / ".train.done"], clean=[out])
 
 
-def _kaldi_ali(w: World, tmp: Path, pdf: bytes, phones: bytes, names: Sequence[str]) -> Case:
+def _kaldi_ali(w: World, tmp: Path, pdf: bytes, phones: bytes, hint: str, names: Sequence[str]) -> Case:
+    """Import a broken pdf alignment (the offending file, ``tmp/pdf.ark``)."""
     kph = tmp / "kaldi_phones.txt"
     kph.write_text("<eps> 0\nSIL 1\n")
     (tmp / "pdf.ark").write_bytes(pdf)
     (tmp / "phones.ark").write_bytes(phones)
+    before = digest(tmp)
     out = tmp / "targets"
     r = run_script(STEPS / "import_kaldi_ali.py", tmp / "pdf.ark", tmp / "phones.ark", kph,
                    w.fbank / "cuts_train-x.jsonl.gz", w.lang, out)
-    return Case(r, names, absent=[out / "targets_train-x.json", out / "cuts_train-x.jsonl.gz"],
-                clean=[out])
+    return Case(r, tmp / "pdf.ark", hint, names, absent=[out / "targets_train-x.json", out / "cuts_train-x.jsonl.gz"],
+                intact=before, clean=[out])
 
 
 def _feature_frames(w: World) -> Dict[str, int]:
@@ -409,9 +440,8 @@ def _text_ark(lengths: Dict[str, int], value: int) -> bytes:
 def case_alignment_length_mismatch(w, tmp):
     n = _feature_frames(w)
     short = {u: k - (5 if u == "100-1-0000" else 0) for u, k in n.items()}
-    c = _kaldi_ali(w, tmp, _text_ark(short, 0), _text_ark(short, 1),
-                   ["100-1-0000", f"{n['100-1-0000'] - 5} frames", f"features have {n['100-1-0000']}"])
-    return c
+    return _kaldi_ali(w, tmp, _text_ark(short, 0), _text_ark(short, 1), "allow a small difference with frame_tolerance",
+                      ["100-1-0000", f"{n['100-1-0000'] - 5} frames", f"features have {n['100-1-0000']}"])
 
 
 def case_alignment_ark_truncated(w, tmp):
@@ -421,13 +451,13 @@ def case_alignment_ark_truncated(w, tmp):
     buf = io.BytesIO()
     kaldiio.save_ark(buf, {u: np.zeros(k, np.int32) for u, k in n.items()})
     raw = buf.getvalue()
-    return _kaldi_ali(w, tmp, raw[:-9], _text_ark(n, 1), [str(tmp / "pdf.ark"), "truncated"])
+    return _kaldi_ali(w, tmp, raw[:-9], _text_ark(n, 1), "regenerate the file", ["truncated"])
 
 
 def case_alignment_ark_corrupt(w, tmp):
     n = _feature_frames(w)
     bad = _text_ark(n, 0).replace(b" 0 0 0", b" 0 x7 0", 1)
-    return _kaldi_ali(w, tmp, bad, _text_ark(n, 1), [str(tmp / "pdf.ark"), "line 1", "integer"])
+    return _kaldi_ali(w, tmp, bad, _text_ark(n, 1), "give ali-to-pdf", ["line 1", "integer"])
 
 
 def _targets_copy(w: World, tmp: Path) -> Path:
@@ -438,17 +468,19 @@ def _targets_copy(w: World, tmp: Path) -> Path:
     return d
 
 
-def _validate(w: World, tdir: Path, names: Sequence[str]) -> Case:
+def _validate(w: World, tdir: Path, bad: Path, hint: str, names: Sequence[str] = ()) -> Case:
+    """validate_data.py on a broken targets dir: it must report ``bad`` and change nothing."""
+    before = digest(tdir)
     r = run_script(STEPS / "validate_data.py", "--fbank-dir", w.fbank, "--targets-dir", tdir,
                    "--parts", "train-x")
-    return Case(r, names)
+    return Case(r, bad, hint, names, intact=before)
 
 
 def case_targets_ark_truncated(w, tmp):
     d = _targets_copy(w, tmp)
     ark = d / "phone_pos_train-x.ark"
     ark.write_bytes(ark.read_bytes()[:-11])
-    return _validate(w, d, [str(ark), "truncated"])
+    return _validate(w, d, ark, "regenerate the file", ["truncated"])
 
 
 def case_targets_ark_corrupt(w, tmp):
@@ -458,13 +490,13 @@ def case_targets_ark_corrupt(w, tmp):
     first = int((d / "senone_train-x.scp").read_text().split()[1].rsplit(":", 1)[1])
     raw[first:first + 3] = b"XYZ"  # the vector header of the first cut
     ark.write_bytes(bytes(raw))
-    return _validate(w, d, [str(ark), "not a Kaldi binary int32 vector"])
+    return _validate(w, d, ark, "give int-vector archives", ["not a Kaldi binary int32 vector"])
 
 
 def case_targets_scp_missing_ark(w, tmp):
     d = _targets_copy(w, tmp)
     (d / "subword_train-x.ark").unlink()
-    return _validate(w, d, [str(d / "subword_train-x.ark"), "missing"])
+    return _validate(w, d, d / "subword_train-x.ark", "rerun the targets stage", ["missing"])
 
 
 def case_targets_frames_differ_from_features(w, tmp):
@@ -479,7 +511,8 @@ def case_targets_frames_differ_from_features(w, tmp):
     ts[first] = fake_targets(ts[first].num_frames - 3, np.random.default_rng(1))
     write_targets(ts, d, "train-x", num_senones=NUM_SENONES, num_phones=NUM_PHONES,
                   num_subwords=NUM_SUBWORDS)
-    return _validate(w, d, [first, "target frames", "feature frames"])
+    return _validate(w, d, d / "senone_train-x.scp", "rerun the targets stage", [first, "target frames",
+                                                                                "feature frames"])
 
 
 def _write_posteriors(d: Path, targets, vocab: int, unit: str = "senone", k: int = 2) -> Path:
@@ -510,9 +543,10 @@ def case_posteriors_wrong_vocab(w, tmp):
     post = _write_posteriors(tmp / "exp" / "lm_senone" / "post_train", w.extra["am_targets"], vocab=999)
     exp = tmp / "exp" / "am_aux" / "seed1"
     sysf = system_file(tmp / "aux.yaml", heads=", heads: [{unit: senone, layer: 1}]")
+    before = digest(post)
     r = run_script(STEPS / "train_am.py", *am_args(root, exp, sysf, tmp / "exp" / "lm_{unit}" / "post_{part}"))
-    return Case(r, [str(post / "post_info.json"), "999", "outputs"],
-                absent=[exp / "final.pt"], clean=[exp])
+    return Case(r, post / "post_info.json", "use the posteriors of the matching unit", ["999", "outputs"],
+                absent=[exp / "final.pt"], intact=before, clean=[exp])
 
 
 def case_posteriors_scp_missing_ark(w, tmp):
@@ -523,8 +557,10 @@ def case_posteriors_scp_missing_ark(w, tmp):
     post = _write_posteriors(tmp / "post", targets, vocab=40)
     (post / "post.1.ark").unlink()
     ids = sorted(targets)[:2]
+    before = digest(post)
     r = run_library(lambda: load_teacher_posteriors(post, ids, [targets[c].num_frames for c in ids]))
-    return Case(r, [str(post / "post.1.ark"), "missing"])
+    return Case(r, post / "post.1.ark", "rerun the posterior stage", ["missing", str(post / "post.scp")],
+                intact=before)
 
 
 def case_posteriors_ark_truncated(w, tmp):
@@ -535,8 +571,9 @@ def case_posteriors_ark_truncated(w, tmp):
     ark = post / "post.1.ark"
     ark.write_bytes(ark.read_bytes()[:-5])
     ids = sorted(targets)
+    before = digest(post)
     r = run_library(lambda: load_teacher_posteriors(post, ids, [targets[c].num_frames for c in ids]))
-    return Case(r, [str(ark), "truncated"])
+    return Case(r, ark, "rerun the posterior stage", ["truncated"], intact=before)
 
 
 def case_checkpoint_other_model_config(w, tmp):
@@ -544,10 +581,11 @@ def case_checkpoint_other_model_config(w, tmp):
     exp = tmp / "exp" / "am_ce" / "seed1"
     r = run_script(STEPS / "train_am.py", *am_args(root, exp, system_file(tmp / "ce.yaml", hidden=16)))
     assert r.code == 0, r.stderr[-2000:]
-    before = sorted(p.name for p in exp.iterdir())
+    before = digest(exp)  # every checkpoint, final.pt, priors, history: by content
+    assert any(k.endswith("epoch-1.pt") for k in before) and any(k.endswith("final.pt") for k in before)
     r = run_script(STEPS / "train_am.py", *am_args(root, exp, system_file(tmp / "ce.yaml", hidden=24)))
-    assert sorted(p.name for p in exp.iterdir()) == before  # nothing overwritten
-    return Case(r, ["model.hidden_dim", "16", "24"], clean=[exp])
+    return Case(r, exp / "epoch-1.pt", "train in a new --exp-dir", ["model.hidden_dim = 16", "says 24"],
+                intact=before, clean=[exp])
 
 
 def case_nan_loss_aborts(w, tmp):
@@ -575,39 +613,44 @@ def case_nan_loss_aborts(w, tmp):
     exp = tmp / "abort"
     r = run_library(lambda: train_system(system, model, tiny_train(epochs=1, max_consecutive_nan=2), paths,
                                          exp, posterior_loader=FakePosteriors(targets, nan_cuts=list(targets))))
-    return Case(r, ["2 batches in a row", "non-finite loss"], absent=[exp / "final.pt"], clean=[exp])
+    return Case(r, exp, "lower train.lr", ["2 batches in a row", "non-finite loss"], absent=[exp / "final.pt"],
+                clean=[exp])
 
 
-def _config_case(tmp: Path, text: str, names: Sequence[str]) -> Case:
+def _config_case(tmp: Path, text: str, hint: str, names: Sequence[str]) -> Case:
     conf = tmp / "bad.yaml"
     conf.write_text(text)
+    before = digest(tmp)
     r = run_subprocess([sys.executable, STEPS / "check_config.py", conf])
-    return Case(r, [str(conf)] + list(names))
+    return Case(r, conf, hint, names, intact=before)
 
 
 def case_config_unknown_key(w, tmp):
     return _config_case(tmp, "features:\n  num_mel_bins: 80\n  frame_shfit: 0.01\n",
-                        ["features", "unknown key 'frame_shfit'", "frame_shift"])
+                        "valid keys are", ["features", "unknown key 'frame_shfit'", "frame_shift"])
 
 
 def case_config_wrong_type(w, tmp):
-    return _config_case(tmp, "features:\n  num_mel_bins: eighty\n", ["features.num_mel_bins", "integer"])
+    return _config_case(tmp, "features:\n  num_mel_bins: eighty\n", "fix the config", ["features.num_mel_bins", "integer"])
 
 
 def case_config_unknown_key_in_stage(w, tmp):
     conf = tmp / "bad.yaml"
     conf.write_text("manifests:\n  sample_rate: 16000\n")
+    before = digest(conf)
     out = tmp / "manifests"
     r = run_script(STEPS / "make_manifests.py", "--config", conf, "--parts", "train-x", w.corpus, out)
-    return Case(r, [str(conf), "manifests", "unknown key 'sample_rate'"], absent=[out / "cuts_train-x.jsonl.gz"])
+    return Case(r, conf, "valid keys are", ["manifests", "unknown key 'sample_rate'"],
+                absent=[out / "cuts_train-x.jsonl.gz", out / ".train-x.done"], intact=before, clean=[out])
 
 
 def case_run_sh_unknown_option(w, tmp):
     recipe = _recipe(tmp)
+    before = digest(recipe)
     r = run_subprocess(["./run.sh", "--stage", "3", "--no-such-option", "1"], cwd=recipe, timeout=60)
     # the option parser (utils/parse_options.sh) names the script, not "ERROR:"
-    return Case(r, ["--no-such-option", "--help"], absent=[recipe / "exp", recipe / "data"],
-                prefix="run.sh: invalid option")
+    return Case(r, "run.sh", "run 'run.sh --help'", ["--no-such-option"], absent=[recipe / "exp", recipe / "data"],
+                intact=before, prefix="run.sh: invalid option")
 
 
 def _enospc(*a, **k):
@@ -634,7 +677,7 @@ def case_disk_full_manifests(w, tmp):
     assert calls["n"] > 2  # the failure happened inside the write
     named = re.search(r"writing (\S+);", r.last_line)
     # the manifest being written is absent (earlier, complete ones may stay: cuts come last)
-    return Case(r, ["disk full", str(out), "free space"],
+    return Case(r, named.group(1) if named else out / "?", "free space and rerun the stage", ["disk full", str(out)],
                 absent=[Path(named.group(1)) if named else out / "?", out / "cuts_train-x.jsonl.gz",
                         out / ".train-x.done"], clean=[out])
 
@@ -676,7 +719,7 @@ def case_disk_full_targets(w, tmp):
     finally:
         builtins.open = real_open
     assert calls["n"] > 5
-    return Case(r, ["disk full", str(out), "free space"],
+    return Case(r, out, "free space and rerun the stage", ["disk full"],
                 absent=[out / "targets_train-x.json", out / "senone_train-x.scp"], clean=[out])
 
 
@@ -685,6 +728,8 @@ def case_disk_full_text(w, tmp):
     from lm2am.io import atomic_write_text
 
     target = tmp / "lang" / "lexicon.txt"
+    atomic_write_text(target, "HELLO HH EH L OW\n")  # the earlier run's output
+    before = digest(target)
     real = Path.write_text
 
     def full(self, *a, **k):
@@ -696,7 +741,8 @@ def case_disk_full_text(w, tmp):
         r = run_library(lambda: atomic_write_text(target, "HELLO HH EE LL OO\n"))
     finally:
         Path.write_text = real
-    return Case(r, ["disk full", str(target)], absent=[target], clean=[target.parent])
+    # the earlier version stays, not the half-written one
+    return Case(r, target, "free space and rerun the stage", ["disk full"], intact=before, clean=[target.parent])
 
 
 # ----- issue #19: faults found by an independent probe
@@ -711,10 +757,11 @@ def _fbank_after_change(w: World, tmp: Path, change: Callable[[Path], None]) -> 
     prepare_manifests(corpus, ["train-x"], mdir, num_jobs=1)
     p = _flac(corpus, "100-1-0001")
     change(p)
+    before = digest(mdir)
     out = tmp / "fbank"
     r = run_script(STEPS / "compute_fbank.py", "--parts", "train-x", mdir, out)
-    return Case(r, [str(p), "100-1-0001", "rerun the manifest stage"],
-                absent=[out / "cuts_train-x.jsonl.gz", out / ".train-x.done"], clean=[out])
+    return Case(r, p, "rerun the manifest stage", ["100-1-0001"],
+                absent=[out / "cuts_train-x.jsonl.gz", out / ".train-x.done"], intact=before, clean=[out])
 
 
 def case_fbank_audio_deleted_after_import(w, tmp):
@@ -743,11 +790,13 @@ def _recipe(tmp: Path) -> Path:
 
 def _run_sh(tmp: Path, args: Sequence[str], names: Sequence[str]) -> Case:
     recipe = _recipe(tmp)
-    before = sorted(p.name for p in recipe.iterdir())
+    listed = sorted(p.name for p in recipe.iterdir())
+    before = digest(recipe)
     r = run_subprocess(["./run.sh", *args], cwd=recipe, timeout=60)
     after = sorted(p.name for p in recipe.iterdir())
-    assert after == before, f"run.sh {args} wrote {set(after) - set(before)}"
-    return Case(r, ["run.sh", *names], absent=[recipe / "exp", recipe / "data", recipe / "JOB=1:abc"])
+    assert after == listed, f"run.sh {args} wrote {set(after) - set(listed)}"
+    return Case(r, "./run.sh", "run './run.sh --help'", names,
+                absent=[recipe / "exp", recipe / "data", recipe / "JOB=1:abc"], intact=before)
 
 
 def case_run_sh_stage_out_of_range(w, tmp):
@@ -772,20 +821,22 @@ def case_run_sh_nj_not_a_number(w, tmp):
 
 def case_job_range_not_a_number(w, tmp):
     r = run_subprocess([REPO / "utils" / "run.sh", "JOB=1:abc", "log.JOB", "true"], cwd=tmp)
-    return Case(r, ["JOB=1:abc", "job range"], absent=[tmp / "JOB=1:abc", tmp / "log.JOB"])
+    return Case(r, "utils/run.sh", "expected VAR=FIRST:LAST", ["JOB=1:abc", "job range"],
+                absent=[tmp / "JOB=1:abc", tmp / "log.JOB"])
 
 
 def case_config_out_of_range_mel_bins(w, tmp):
-    return _config_case(tmp, "features:\n  num_mel_bins: -3\n", ["features.num_mel_bins", "[1, 512]", "got -3"])
+    return _config_case(tmp, "features:\n  num_mel_bins: -3\n", "fix the config",
+                        ["features.num_mel_bins", "[1, 512]", "got -3"])
 
 
 def case_config_out_of_range_frame_shift(w, tmp):
-    return _config_case(tmp, "features:\n  frame_shift: 0\n", ["features.frame_shift", "(0, 1]", "got 0"])
+    return _config_case(tmp, "features:\n  frame_shift: 0\n", "fix the config", ["features.frame_shift", "(0, 1]", "got 0"])
 
 
 def case_config_duplicate_key(w, tmp):
     return _config_case(tmp, "features:\n  num_mel_bins: 80\n  dither: 0.0\n  num_mel_bins: 40\n",
-                        ["line 4", "'num_mel_bins' given twice", "line 2"])
+                        "keep one", ["line 4", "'num_mel_bins' given twice", "line 2"])
 
 
 def case_features_archive_missing(w, tmp):
@@ -796,21 +847,23 @@ def case_features_archive_missing(w, tmp):
     cuts.write_bytes(gzip.compress(raw.encode()))
     ark = f / "feats_train-x.lca"
     ark.unlink()
+    before = digest(f)
     out = tmp / "ali"
     r = run_script(STEPS / "train_aligner.py", cuts, w.lang, out)
-    return Case(r, [str(ark), "missing", "stage 5"], absent=[out / "final.pt"], clean=[out])
+    return Case(r, ark, "rerun the features stage", ["missing", "stage 5"], absent=[out / "final.pt"],
+                intact=before, clean=[out])
 
 
 def case_kaldi_text_bom(w, tmp):
     d = _kaldi_dir(w, tmp)
     (d / "text").write_bytes(b"\xef\xbb\xbf" + (d / "text").read_bytes())
-    return _import(d, tmp, [str(d / "text"), "byte-order mark"])
+    return _import(d, tmp, d / "text", "save it without the BOM", ["byte-order mark"])
 
 
 def case_kaldi_wav_scp_bom(w, tmp):
     d = _kaldi_dir(w, tmp)
     (d / "wav.scp").write_bytes(b"\xef\xbb\xbf" + (d / "wav.scp").read_bytes())
-    return _import(d, tmp, [str(d / "wav.scp"), "byte-order mark"])
+    return _import(d, tmp, d / "wav.scp", "save it without the BOM", ["byte-order mark"])
 
 
 def case_lexicon_phone_not_in_phones(w, tmp):
@@ -818,10 +871,11 @@ def case_lexicon_phone_not_in_phones(w, tmp):
     shutil.copytree(w.lang, lang)
     lex = lang / "lexicon.txt"
     lex.write_text(lex.read_text().replace("HELLO HH EE LL LL OO", "HELLO HH EE QQ LL OO"))
+    before = digest(lang)
     out = tmp / "ali"
     r = run_script(STEPS / "train_aligner.py", w.fbank / "cuts_train-x.jsonl.gz", lang, out)
-    return Case(r, [str(lex), "HELLO", "phone QQ", str(lang / "phones.txt")],
-                absent=[out / "final.pt"], clean=[out])
+    return Case(r, lex, "rerun the lang stage", ["HELLO", "phone QQ", str(lang / "phones.txt")],
+                absent=[out / "final.pt"], intact=before, clean=[out])
 
 
 CASES: Dict[str, Callable] = {name[5:]: fn for name, fn in sorted(globals().items())
@@ -842,7 +896,8 @@ def write_report(path: Path) -> None:
     lines = ["# Error messages for bad input (issue #9)", "",
              "Generated by `python tests/test_reliability.py --report`: every case of the bad-input "
              "suite, the stage that ran, and the last line it printed (temporary paths shown as "
-             "`<tmp>`). Each exits with a non-zero status and leaves no partial output.", "",
+             "`<tmp>`). Each exits with a non-zero status, names the offending file and the fix, and "
+             "leaves no partial output (inputs and earlier outputs unchanged, by content).", "",
              "| case | message |", "|---|---|"]
     for name in sorted(MESSAGES):
         msg = MESSAGES[name].replace("|", "\\|")
@@ -851,21 +906,41 @@ def write_report(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input(name: str, world: World, tmp_path: Path, request):
-    w = request.getfixturevalue("am_world") if name in NEEDS_AM else world
-    case: Case = CASES[name](w, tmp_path)
+def check_promises(name: str, case: Case) -> str:
+    """The four promises of every bad-input case; returns the message line.
+
+    1. the stage fails: non-zero exit, no traceback;
+    2. one message line (the last of stderr, the only one with the prefix) naming the offending file;
+    3. the fix: the message proposes it (``case.hint``), with the case's other fragments;
+    4. nothing lost: outputs absent under their final names, no temporary files, and every
+       input and earlier output the case recorded byte-identical (by content, not by name).
+    """
     r = case.result
     assert r.code != 0, f"{name}: exit 0\n{r.stderr[-2000:]}"
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     line = r.last_line
     assert line.startswith(case.prefix), f"{name}: last stderr line {line!r}"
+    assert [x for x in r.stderr.splitlines() if x.startswith(case.prefix)] == [line], f"{name}: {r.stderr[-2000:]}"
+    assert str(case.file) and str(case.file) in line, f"{name}: the file {case.file} is not named in {line!r}"
+    assert case.hint and case.hint in line, f"{name}: the fix {case.hint!r} is not in {line!r}"
     for frag in case.names:
         assert frag in line, f"{name}: {frag!r} not in {line!r}"
+    assert case.absent or case.intact, f"{name}: the case checks neither absent outputs nor intact files"
     for p in case.absent:
         assert not p.exists(), f"{name}: partial output {p} left"
     left = leftovers(*case.clean)
     assert not left, f"{name}: temporary files left: {left}"
+    changed = [k for k, v in case.intact.items() if not Path(k).is_file() or _file_digest(Path(k)) != v]
+    assert not changed, f"{name}: inputs or earlier outputs changed or lost: {changed}"
+    return line
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(name: str, world: World, tmp_path: Path, request):
+    w = request.getfixturevalue("am_world") if name in NEEDS_AM else world
+    shared = digest(w.root)  # the shared inputs every case reads
+    case: Case = CASES[name](w, tmp_path)
+    line = check_promises(name, dataclasses.replace(case, intact={**shared, **case.intact}))
     MESSAGES[name] = line.replace(str(tmp_path), "<tmp>").replace(str(w.root), "<data>")
 
 
@@ -1055,15 +1130,8 @@ def test_noop_rerun_does_not_rewrite_reports(world: World, tmp_path: Path):
 
 
 def tree_digest(d: Path) -> Dict[str, str]:
-    """sha256 of every file under ``d`` (gzip members decompressed: gzip headers hold mtimes)."""
-    out = {}
-    for p in sorted(d.rglob("*")):
-        if p.is_file() and p.name != "log" and "log" not in p.relative_to(d).parts:
-            data = p.read_bytes()
-            if p.suffix == ".gz":
-                data = gzip.decompress(data)
-            out[str(p.relative_to(d))] = hashlib.sha256(data).hexdigest()
-    return out
+    """:func:`digest` of ``d``, keyed by paths relative to it."""
+    return {str(Path(k).relative_to(d)): v for k, v in digest(d).items()}
 
 
 def test_kill9_then_rerun_gives_identical_outputs(world: World, tmp_path: Path):

@@ -22,6 +22,8 @@ from lm2am.corpus.voices import base as voice_base
 from lm2am.corpus.synth_en import PARTS, SynthConfig, make_corpus
 from lm2am.errors import Lm2amError
 
+from conftest import needs_setup, require_setup
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -35,8 +37,8 @@ def _engines_present() -> bool:
     return True
 
 
-needs_tts = pytest.mark.skipif(not _engines_present(),
-                               reason="flite/festival/espeak-ng/sox/hold music not installed")
+TTS = "flite/festival/espeak-ng/sox/hold music (Debian packages)"
+needs_tts = needs_setup(_engines_present(), TTS)
 
 TEXT = "THE QUICK BROWN FOX OF THE WOODS JUMPED OVER A LAZY DOG"
 ALL_VOICES = ([("flite", v, "") for v in V.FLITE_VOICES]
@@ -162,7 +164,7 @@ def test_config_validation_names_the_field(tmp_path: Path) -> None:
 ])
 def test_missing_engine_names_package(monkeypatch, engine, voice, attr, value, package) -> None:
     if attr == "FESTIVAL_VOICE_DIRS" and shutil.which(voice_base.FESTIVAL_BIN) is None:
-        pytest.skip("festival itself is missing")
+        require_setup(False, "festival")
     monkeypatch.setattr(voice_base, attr, value)
     with pytest.raises(Lm2amError, match=package) as e:
         V.check_engine(engine, voice)
@@ -192,8 +194,7 @@ MICRO = dict(num_train_utts=10, num_dev_utts=4, num_test_utts=4, pseudo_speakers
 
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory) -> Dict[str, Path]:
-    if not _engines_present():
-        pytest.skip("flite/festival/espeak-ng/sox/hold music not installed")
+    require_setup(_engines_present(), TTS)
     root = tmp_path_factory.mktemp("synth")
     make_corpus(root / "a", SynthConfig(**MICRO))
     conf = root / "micro.yaml"

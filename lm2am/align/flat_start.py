@@ -169,7 +169,7 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
                      lexicon: Lexicon, phones: PhoneTable, topo: Optional[HmmTopo] = None,
                      cfg: Optional[AlignConfig] = None, device: Device = "cpu",
                      utt_ids: Optional[Sequence[str]] = None,
-                     tb_dir: Optional[Union[str, Path]] = None
+                     tb_dir: Optional[Union[str, Path]] = None, source: str = "train_flat_start"
                      ) -> Tuple[MonoStateModel, List[Dict[str, float]]]:
     """Train a monophone-state model from scratch by maximizing the training-graph likelihood.
 
@@ -184,6 +184,7 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
         utt_ids: names used in messages.
         tb_dir: write each round's figures as TensorBoard scalars there (e.g. the aligner
             directory's ``tensorboard/``); None: no TensorBoard.
+        source: what the utterances came from (e.g. the cuts file), named in messages.
 
     Returns:
         ``(model, history)``: the trained model (in eval mode, on ``device``) and one dict per
@@ -200,7 +201,7 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
         raise Lm2amError("train_flat_start: no training utterances")
     smap = StateMap(phones, topo)
     feats = [np.asarray(f, dtype=np.float32) for f in feats]
-    graphs, usable = _training_graphs(feats, texts, lexicon, smap, utt_ids)
+    graphs, usable = _training_graphs(feats, texts, lexicon, smap, utt_ids, source)
 
     torch.manual_seed(cfg.seed)
     model = _init_model(feats, usable, smap, cfg, device)
@@ -252,7 +253,7 @@ def _init_model(feats: Sequence[np.ndarray], usable: Sequence[int], smap: StateM
 
 
 def _training_graphs(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]], lexicon: Lexicon,
-                     smap: StateMap, utt_ids: Sequence[str]) -> Tuple[List[k2.Fsa], List[int]]:
+                     smap: StateMap, utt_ids: Sequence[str], source: str) -> Tuple[List[k2.Fsa], List[int]]:
     """Every utterance's training graph and the indices of those long enough for theirs
     (the others are left out with a warning; none at all is an error)."""
     graphs = [build_graph(t, lexicon, smap, u) for t, u in zip(texts, utt_ids)]
@@ -263,7 +264,7 @@ def _training_graphs(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
         log.warning("flat start: %d of %d utterances have fewer frames than obligatory HMM "
                     "states and are left out of training", too_short, len(feats))
     if not usable:
-        raise Lm2amError(f"train_flat_start: every utterance is shorter than its transcript's "
+        raise Lm2amError(f"{source}: every utterance is shorter than its transcript's "
                          f"HMM states (e.g. {utt_ids[0]}: {feats[0].shape[0]} feature frames, "
                          f"needs {needed[0]}); check that the transcripts belong to the audio")
     return graphs, usable

@@ -52,10 +52,11 @@ def cut_inputs(cuts) -> Tuple[List[str], List[np.ndarray], List[List[str]]]:
 
 
 def train_aligner(cuts, lang_dir: Path | str, out_dir: Path | str, cfg: AlignConfig,
-                  topo: HmmTopo, max_utts: Optional[int] = None, device: str = "cpu") -> List[dict]:
+                  topo: HmmTopo, max_utts: Optional[int] = None, device: str = "cpu",
+                  source: str = "train_aligner") -> List[dict]:
     """Flat-start training on ``cuts`` (at most ``max_utts``, evenly spread); writes ``final.pt``
     and ``history.json`` in ``out_dir`` atomically (TensorBoard scalars in ``tensorboard/``) and
-    returns the history."""
+    returns the history. ``source`` (e.g. the cuts file) is named in messages."""
     import torch
 
     out_dir = Path(out_dir)
@@ -66,7 +67,7 @@ def train_aligner(cuts, lang_dir: Path | str, out_dir: Path | str, cfg: AlignCon
     ids, feats, texts = cut_inputs(cuts)
     phones = read_phone_list(lang_dir)
     model, history = train_flat_start(feats, texts, load_lexicon(lang_dir), phones, topo, cfg,
-                                      device=device, utt_ids=ids, tb_dir=out_dir / "tensorboard")
+                                      device=device, utt_ids=ids, tb_dir=out_dir / "tensorboard", source=source)
     log.info("log-likelihood per frame by round: %s",
              " ".join(f"{h['loglike_per_frame']:.3f}" for h in history))
     ckpt = {"state_dict": model.cpu().state_dict(), "feat_dim": model.feat_dim,

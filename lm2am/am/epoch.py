@@ -131,8 +131,8 @@ def _count_batch(t: Trainer, p: Progress, window: LogWindow, batch: Dict[str, An
         log.warning("step %d: non-finite loss or gradient on batch %s..., skipped "
                     "(%d in a row)", p.step, batch["cut_ids"][0], p.nan_streak)
         if p.nan_streak >= t.cfg.max_consecutive_nan:
-            raise Lm2amError(f"{p.nan_streak} batches in a row with a non-finite loss; "
-                             "lower train.lr, check the inputs, or disable amp")
+            raise Lm2amError(f"{t.exp_dir}: {p.nan_streak} batches in a row with a non-finite loss (the "
+                             f"last on cut {batch['cut_ids'][0]}); lower train.lr, check the inputs, or disable amp")
     else:
         p.nan_streak = 0
         p.epoch_acc.add(stats)

@@ -11,13 +11,20 @@ Files written by :func:`score_set` into a decode directory (``<set>`` = e.g. ``d
 * ``ref.trn``, ``hyp.trn``: sclite ``trn`` lines ``words (uttid)``.
 * ``hyp.ctm``: ``uttid 1 start duration word`` lines when word times are given (sclite ``ctm``).
 
-Alignment: ``kaldialign`` minimum edit distance with unit costs (Kaldi's ``compute-wer``,
-icefall). NIST sclite's error totals agree with it (tested on random sets; kaldialign's own
-``sclite_mode`` costs 3/3/4 do *not*: they sometimes count one error more, so they are not
-used); where several alignments tie, the split into ins/del/sub can differ from sclite's.
-:func:`sclite_wer` runs sclite itself (Debian ``sctk``:
-``sctk sclite -r ref.trn trn -h hyp.trn trn -i rm -s -o rsum stdout``, case-sensitive like
-Kaldi, Sum line parsed).
+What the WER is: the **unit-cost** total, as Kaldi's ``compute-wer`` and icefall count it
+(``kaldialign`` minimum edit distance, every substitution, deletion and insertion costs 1), so
+it is the fewest errors any alignment of each utterance can have. Where several alignments tie,
+the split into ins/del/sub is kaldialign's.
+
+NIST sclite is reported beside it, not asserted equal: sclite aligns with weighted costs
+(substitution 4, insertion 3, deletion 3), so its total can exceed the unit-cost one (ref
+``B C C B D D``, hyp ``D A A A B C B``: sclite 7 errors, unit cost 6; kaldialign's own
+``sclite_mode`` has the same effect and is not used). :func:`sclite_wer` runs sclite itself
+(Debian ``sctk``: ``sctk sclite -r ref.trn trn -h hyp.trn trn -i rm -s -o rsum stdout``,
+case-sensitive like Kaldi, Sum line parsed). What must hold between the two, checked by
+:func:`score_set` on every scored set (a break raises :class:`Lm2amError`): the same number of
+utterances and of reference words, and lm2am's total <= sclite's (no alignment, weighted or
+not, has fewer errors than the unit-cost optimum).
 
 :func:`best_scale` picks the acoustic scale (or LM weight) with the lowest dev WER, to apply on test.
 """
@@ -39,7 +46,8 @@ from lm2am.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 __all__ = ["UttAlignment", "WerStats", "compute_wer", "errs_text", "write_trn", "read_trn", "read_text",
-           "read_references", "write_ctm", "SclitResult", "sclite_available", "require_sctk", "sclite_wer", "score_set", "best_scale"]
+           "read_references", "write_ctm", "SclitResult", "sclite_available", "require_sctk", "sclite_wer",
+           "check_sclite_promises", "score_set", "best_scale"]
 
 EPS = "*"
 
@@ -332,13 +340,30 @@ def sclite_wer(ref_trn: Union[Path, str], hyp_trn: Union[Path, str], sctk: str =
     return SclitResult(snt, wrd, corr, sub, dele, ins, err, serr)
 
 
+def check_sclite_promises(stats: WerStats, sc: SclitResult, hyp_trn: Union[Path, str]) -> None:
+    """Raise :class:`Lm2amError` (one line, naming ``hyp_trn``) unless sclite scored the same
+    utterances and reference words as lm2am and found at least as many errors (the unit-cost
+    total is the minimum over all alignments; sclite's weighted one may be larger)."""
+    what = None
+    if sc.sentences != len(stats.utts):
+        what = f"{sc.sentences} utterances, lm2am {len(stats.utts)}"
+    elif sc.words != stats.num_words:
+        what = f"{sc.words} reference words, lm2am {stats.num_words}"
+    elif sc.errors < stats.errors:
+        what = f"{sc.errors} errors, fewer than lm2am's unit-cost minimum {stats.errors}"
+    if what:
+        raise Lm2amError(f"{hyp_trn}: sclite counts {what}; the scorer is broken, report this as a bug "
+                         "(or score with --no-sclite)")
+
+
 # ----------------------------------------------------------------------------- a whole set
 def score_set(refs: Mapping[str, Union[str, Sequence[str]]], hyps: Mapping[str, Union[str, Sequence[str]]],
               out_dir: Union[Path, str], set_name: str, word_times: Optional[Mapping[str, Sequence]] = None,
               use_sclite: bool = True) -> WerStats:
     """Score one set and write ``wer-<set>``, ``errs-<set>.txt``, ``ref.trn``, ``hyp.trn`` (and
     ``hyp.ctm``) into ``out_dir``; with ``use_sclite`` (and sctk installed) sclite scores the
-    same trn files and its result is appended to ``wer-<set>`` (a mismatch is logged)."""
+    same trn files, :func:`check_sclite_promises` must pass (else nothing but the trn files is
+    written) and sclite's result is appended to ``wer-<set>``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = compute_wer(refs, hyps)
@@ -347,17 +372,15 @@ def score_set(refs: Mapping[str, Union[str, Sequence[str]]], hyps: Mapping[str, 
     write_trn(scored_hyps, out_dir / "hyp.trn")
     if word_times:
         write_ctm(word_times, out_dir / "hyp.ctm")
-    atomic_write_text(out_dir / f"errs-{set_name}.txt", errs_text(stats, set_name))
     lines = [stats.summary_line(), stats.ser_line()]
     if use_sclite and sclite_available():
         sc = sclite_wer(out_dir / "ref.trn", out_dir / "hyp.trn")
+        check_sclite_promises(stats, sc, out_dir / "hyp.trn")
         lines.append(f"sclite: %WER {sc.wer:.2f} [ {sc.errors} / {sc.words}, {sc.ins} ins, {sc.dels} del, "
                      f"{sc.subs} sub ]")
-        if sc.errors != stats.errors or sc.words != stats.num_words:
-            log.warning("%s: sclite counts %d errors / %d words, lm2am %d / %d; report this as a bug",
-                        set_name, sc.errors, sc.words, stats.errors, stats.num_words)
     elif use_sclite:
         log.warning("sctk is not installed: no sclite cross-check for %s", set_name)
+    atomic_write_text(out_dir / f"errs-{set_name}.txt", errs_text(stats, set_name))
     atomic_write_text(out_dir / f"wer-{set_name}", "\n".join(lines) + "\n")
     log.info("%s: %s", set_name, stats.summary_line())
     return stats
