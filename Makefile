@@ -14,7 +14,7 @@ demo: setup
 	cd egs/synth-en/s5 && ./run.sh --config $(CONFIG)
 
 test: setup
-	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q --durations=20 $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check lm2am steps local tests

@@ -7,8 +7,9 @@ label interpolation). The storage layout is described in :mod:`lm2am.lm.posterio
 
 Speed: a :class:`PosteriorReader` parses ``post.scp`` once, keeps one file descriptor per ark
 (:mod:`lm2am.ark`; ``os.pread``: no shared file position, safe in forked data-loader workers) and decodes each
-cut's matrix with one read and ``np.frombuffer``; a cut costs a few tens of microseconds, far
-below loading its features. :func:`load_teacher_posteriors` caches one reader per directory.
+cut's matrix with one read and ``np.frombuffer``; each cut's checked runs and frame-to-run map
+are cached in the reader (a few bytes per frame), so after the first epoch a batch is two
+gathers. :func:`load_teacher_posteriors` caches one reader per directory.
 """
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ class PosteriorReader:
         # scp paths are relative to the recipe dir; also accept the ark next to the scp
         self._arks = ArkFiles(f"(named in {self._scp_path}) is missing; rerun the posterior stage, "
                               "or run from the directory it ran in", near=self.post_dir)
+        self._cache: Dict[Tuple[str, int], Tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
 
     def __contains__(self, cut_id: object) -> bool:
         return cut_id in self._scp
@@ -127,6 +129,45 @@ class PosteriorReader:
         sp = self.load([cut_id], [T])
         return sp.indices[0].numpy(), sp.probs[0].numpy(), sp.mask[0].numpy()
 
+    def _cut(self, cut_id: str, n: int, subsampling: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(idx [runs, k] int64, probs [runs, k] float32, rows [T'] int64)`` of one cut, checked
+        and cached: ``rows[t]`` is the run of subsampled frame ``t``, -1 on silence. The cache
+        holds a few bytes per frame (every epoch after the first reads no file)."""
+        key = (cut_id, subsampling)
+        hit = self._cache.get(key)
+        if hit is not None and hit[3] == n:
+            return hit[0], hit[1], hit[2]
+        m = self.read_matrix(cut_id)
+        T, k = int(m[-1, 0]), self.k
+        if int(n) != T:
+            raise Lm2amError(f"{self._scp[cut_id][0]} (cut {cut_id}): teacher posteriors have {T} frames "
+                             f"but the features {n}; recompute targets and posteriors from "
+                             "these features")
+        r = m.shape[0] - 1
+        runs = m[:-1]
+        if r:
+            se = runs[:, :2].astype(np.int64)
+            if se[0, 0] < 0 or se[-1, 1] > T or (se[:, 1] <= se[:, 0]).any() \
+                    or (se[1:, 0] < se[:-1, 1]).any():
+                raise Lm2amError(f"{self._scp[cut_id][0]} (cut {cut_id}): frame runs out of order or beyond "
+                                 f"its {T} frames (corrupt ark); rerun the posterior stage")
+            if runs[:, 2:2 + k].max() >= self.vocab_size:
+                raise Lm2amError(f"{self.post_dir}: a vocabulary index >= {self.vocab_size} in cut "
+                                 f"{cut_id} (corrupt ark, or posteriors of another vocabulary); "
+                                 "rerun the posterior stage")
+            # frame -> run by +v at run starts, -v at run ends, cumulative sum (runs are disjoint)
+            v = np.arange(1, r + 1, dtype=np.int64)
+            delta = np.zeros(T + 1, dtype=np.int64)
+            delta[se[:, 0]] = v  # starts are distinct, and so are ends
+            delta[se[:, 1]] -= v
+            rows = subsample(np.cumsum(delta[:T]) - 1, subsampling)
+        else:
+            rows = np.full(num_subsampled(T, subsampling), -1, dtype=np.int64)
+        idx = np.maximum(runs[:, 2:2 + k], 0).astype(np.int64)  # spare slots (-1) -> 0
+        probs = np.ascontiguousarray(runs[:, 2 + k:])
+        self._cache[key] = (idx, probs, rows, int(n))
+        return idx, probs, rows
+
     def load(self, cut_ids: Sequence[str], num_frames: Sequence[int], subsampling: int = 1
              ) -> SparsePosteriors:
         """A padded batch (see :func:`load_teacher_posteriors`)."""
@@ -134,42 +175,18 @@ class PosteriorReader:
             raise ValueError(f"{len(cut_ids)} cut ids but {len(num_frames)} frame counts")
         B, k = len(cut_ids), self.k
         Tp = num_subsampled(max(num_frames, default=0), subsampling)
-        mats = [self.read_matrix(c) for c in cut_ids]
+        cuts = [self._cut(c, int(n), subsampling) for c, n in zip(cut_ids, num_frames)]
         # All cuts' runs in one table, plus an all-zero row that silence and padding point at.
-        nruns = [m.shape[0] - 1 for m in mats]
-        offs = np.cumsum([0] + nruns)
+        offs = np.cumsum([0] + [c[0].shape[0] for c in cuts])
         zero = int(offs[-1])
-        table = np.zeros((zero + 1, 2 + 2 * k), dtype=np.float32)
+        idx_table = np.zeros((zero + 1, k), dtype=np.int64)
+        prob_table = np.zeros((zero + 1, k), dtype=np.float32)
         fmap = np.full((B, Tp), zero, dtype=np.int64)  # (cut, output frame) -> table row
-        for b, (c, m, n) in enumerate(zip(cut_ids, mats, num_frames)):
-            T = int(m[-1, 0])
-            if int(n) != T:
-                raise Lm2amError(f"{self._scp[c][0]} (cut {c}): teacher posteriors have {T} frames "
-                                 f"but the features {n}; recompute targets and posteriors from "
-                                 "these features")
-            r = nruns[b]
-            if r == 0:
-                continue
-            table[offs[b]:offs[b + 1]] = m[:-1]
-            se = m[:-1, :2].astype(np.int64)
-            if se[0, 0] < 0 or se[-1, 1] > T or (se[:, 1] <= se[:, 0]).any() \
-                    or (se[1:, 0] < se[:-1, 1]).any():
-                raise Lm2amError(f"{self._scp[c][0]} (cut {c}): frame runs out of order or beyond "
-                                 f"its {T} frames (corrupt ark); rerun the posterior stage")
-            # frame -> row by +v at run starts, -v at run ends, cumulative sum (runs are disjoint)
-            v = np.arange(offs[b], offs[b + 1], dtype=np.int64) - zero
-            delta = np.zeros(T + 1, dtype=np.int64)
-            delta[se[:, 0]] = v  # starts are distinct, and so are ends
-            delta[se[:, 1]] -= v
-            rows = subsample(np.cumsum(delta[:T]) + zero, subsampling)
-            fmap[b, :len(rows)] = rows
-        if zero and (table[:zero, 2:2 + k].max() >= self.vocab_size):
-            raise Lm2amError(f"{self.post_dir}: a vocabulary index >= {self.vocab_size} in cuts "
-                             f"{cut_ids[0]}..{cut_ids[-1]} (corrupt ark, or posteriors of another "
-                             "vocabulary); rerun the posterior stage")
+        for b, (idx, probs, rows) in enumerate(cuts):
+            idx_table[offs[b]:offs[b + 1]] = idx
+            prob_table[offs[b]:offs[b + 1]] = probs
+            fmap[b, :len(rows)] = np.where(rows >= 0, rows + offs[b], zero)
         # gather per frame from small per-run tables (conversions on runs, not frames)
-        idx_table = np.maximum(table[:, 2:2 + k], 0).astype(np.int64)  # spare slots (-1) -> 0
-        prob_table = np.ascontiguousarray(table[:, 2 + k:])
         return SparsePosteriors(torch.from_numpy(idx_table[fmap]), torch.from_numpy(prob_table[fmap]),
                                 torch.from_numpy(fmap != zero))
 
