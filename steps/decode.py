@@ -11,9 +11,15 @@ the sclite cross-check). With --scales, every scale is scored on the same lattic
 --decoder kaldi decodes with Kaldi's FasterDecoder over the same graph instead (lm2am.decode.kaldi,
 CPU only, each extra scale a full re-decode): a cross-check of the k2 decoder.
 
+In --num-jobs N jobs (the job runner's JOB=1:N; same options for every call): each job decodes
+its contiguous slice of the sorted utterances into <out-dir>/jobs/decode.<job>.pkl, then
+--merge --num-jobs N writes and scores the whole set, the same files as one process writes.
+
 e.g.: steps/decode.py --graph data/lang/graph --acoustic-scale 0.1 --scales 0.06,0.08,0.1,0.12 \\
         --ref data/fbank/cuts_dev-synth.jsonl.gz --set-name dev exp/am_ce/seed1/loglikes_dev.scp \\
         exp/am_ce/seed1/decode_dev
+      utils/run.sh JOB=1:4 log/decode_dev.JOB.log steps/decode.py --job JOB --num-jobs 4 [options] SCP OUT
+      steps/decode.py --merge --num-jobs 4 [options] SCP OUT
 """
 import argparse
 from pathlib import Path
@@ -42,24 +48,44 @@ def main() -> None:
                         "CPU; --scales re-decode) (default: %(default)s)")
     p.add_argument("--kaldi-graph", choices=("fst", "k2"), default="fst",
                    help="with --decoder kaldi: HCLG.fst (transition-ids) or HCLG.pt converted to OpenFst")
+    p.add_argument("--job", type=int, default=1, help="this job's number, 1..--num-jobs (default: %(default)s)")
+    p.add_argument("--num-jobs", type=int, default=1,
+                   help="decode in this many jobs (each: its slice of the set), then --merge (default: %(default)s)")
+    p.add_argument("--merge", action="store_true", help="write and score the set from the --num-jobs jobs' results")
     p.add_argument("loglikes_scp", type=Path)
     p.add_argument("out_dir", type=Path)
     args = p.parse_args()
-    setup_logging(args.out_dir / "log" / "decode.log")
+    sharded = args.num_jobs > 1 and not args.merge
+    setup_logging(args.out_dir / "log" / (f"decode.{args.job}.log" if sharded else "decode.log"))
     if args.decoder == "kaldi":
         from lm2am.kaldi import kaldi_wheels
 
         kaldi_wheels()  # before lhotse/kaldifst/kaldi_decoder: the other order hangs
 
-    from lm2am.decode.stage import decode_config, decode_set, parse_scales
+    from lm2am.decode.stage import decode_config, decode_job, decode_set, merge_jobs, parse_scales
+    from lm2am.errors import Lm2amError
 
     cfg = decode_config(args.config, {k: getattr(args, k) for k in
                                       ("acoustic_scale", "subsampling_factor", "search_beam", "max_active_states")})
     scales = parse_scales(args.scales)
     set_name = args.set_name or args.out_dir.name.replace("decode_", "")
-    info, res = decode_set(args.loglikes_scp, args.graph, args.out_dir, cfg, decoder=args.decoder,
-                           kaldi_graph=args.kaldi_graph, device=args.device, log_priors=args.log_priors,
-                           ref=args.ref, set_name=set_name, scales=scales, use_sclite=not args.no_sclite)
+    if args.num_jobs < 1 or not 1 <= args.job <= args.num_jobs:
+        raise Lm2amError(f"--job {args.job} --num-jobs {args.num_jobs}: need 1 <= job <= num-jobs")
+    if sharded:
+        res = decode_job(args.loglikes_scp, args.graph, args.out_dir, cfg, args.job, args.num_jobs,
+                         decoder=args.decoder, kaldi_graph=args.kaldi_graph, device=args.device,
+                         log_priors=args.log_priors, scales=scales)
+        print(f"{set_name} job {args.job}/{args.num_jobs}: {len(res.hyps)} utterances decoded; RTF {res.rtf:.4f}"
+              + (f"; {len(res.failed)} failed" if res.failed else ""))
+        return
+    if args.merge:
+        info, res = merge_jobs(args.loglikes_scp, args.graph, args.out_dir, cfg, args.num_jobs, decoder=args.decoder,
+                               device=args.device, ref=args.ref, set_name=set_name, scales=scales,
+                               use_sclite=not args.no_sclite)
+    else:
+        info, res = decode_set(args.loglikes_scp, args.graph, args.out_dir, cfg, decoder=args.decoder,
+                               kaldi_graph=args.kaldi_graph, device=args.device, log_priors=args.log_priors,
+                               ref=args.ref, set_name=set_name, scales=scales, use_sclite=not args.no_sclite)
     print(f"{set_name}: {info.get('wer', 'decoded (no --ref: not scored)')}; RTF {res.rtf:.4f} on {args.device}"
           + (f"; {len(res.failed)} failed" if res.failed else ""))
 

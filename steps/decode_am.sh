@@ -6,6 +6,8 @@
 #     is decoded once and rescored at every scale of --scales; or
 #   the Kaldi GMM-HMM system (<am-dir>/final.mdl; its final.pt is the aligner's descriptor):
 #     steps/decode_gmm.py over <graph-dir>/HCLG.fst, dev swept over the config's gmm.decode_scales.
+# With --nj N the k2 decoding of a part runs in N jobs of the job runner (each its slice of the
+# utterances), then one merge scores the part: the same files as one job.
 # Writes <am-dir>/decode_<part>/ (wer-<part>, errs-<part>.txt, decode_info.json, ...). A done
 # marker per part (fingerprint of the model, references, graph, config section and scale) makes a
 # rerun skip the parts that are up to date.
@@ -22,6 +24,7 @@ echo "$0 $*" >&2
 cmd=utils/run.sh    # job runner ($decode_cmd in cmd.sh)
 config=""           # recipe config (sections decode, gmm)
 device=cpu
+nj=1                # decoding jobs per part (neural AM: k2 decoding; log-likelihoods stay one job)
 dev_part=""         # decoded at every scale of --scales; its best scale decodes the test parts
 test_parts=""
 scales="0.05 0.07 0.1 0.14 0.2 0.3 0.5"   # neural AM only (the GMM system sweeps gmm.decode_scales)
@@ -37,6 +40,7 @@ Options:
   --cmd CMD             job runner ($cmd)
   --config FILE         recipe config ($config)
   --device DEV          cpu or cuda[:n] ($device)
+  --nj N                decoding jobs per part, neural AM ($nj)
   --dev-part NAME       part swept over the scales (required)
   --test-parts LIST     parts decoded at the dev-best scale (\"$test_parts\")
   --scales LIST         acoustic scales swept on dev, neural AM (\"$scales\")
@@ -51,6 +55,7 @@ Options:
 if [ $# -ne 3 ]; then printf '%s\n' "$help_message" >&2; exit 1; fi
 graph=${1%/}; data=${2%/}; dir=${3%/}
 [ -n "$dev_part" ] || { echo "$0: --dev-part is required" >&2; exit 1; }
+[[ "$nj" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj $nj: expected a positive integer" >&2; exit 1; }
 [ -n "$name" ] || name=$dir
 if [ -f $dir/final.mdl ]; then kind=gmm; model=$dir/final.mdl; hclg=$graph/HCLG.fst; section=gmm
 elif [ -f $dir/final.pt ]; then kind=am; model=$dir/final.pt; hclg=$graph/HCLG.pt; section=decode
@@ -77,15 +82,19 @@ scale_opts() {
 }
 
 decode_nnet() {  # decode_nnet PART OUT OPTS: log-likelihoods, then k2 decoding and scoring
-  local part=$1 out=$2 opts=$3 sf b
+  local part=$1 out=$2 opts=$3 sf b dec
   $cmd $dir/log/loglikes_$part.log \
     steps/compute_loglikes.py --device $device --cmvn $data/global_cmvn.ark --train-cuts $train_cuts \
       $model $data/cuts_$part.jsonl.gz $out/loglikes.scp
   sf=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["subsampling_factor"])' $out/loglikes.json)
-  $cmd $dir/log/decode_$part.log \
-    steps/decode.py --config "$config" --graph $graph --device $device \
-      --subsampling-factor $sf $opts --ref $data/cuts_$part.jsonl.gz --set-name $part \
-      $out/loglikes.scp $out
+  dec=(steps/decode.py --config "$config" --graph $graph --device $device
+       --subsampling-factor $sf $opts --ref $data/cuts_$part.jsonl.gz --set-name $part)
+  if [ $nj -gt 1 ]; then  # jobs decode their slices; the merge scores the part as one job would
+    $cmd JOB=1:$nj $dir/log/decode_$part.JOB.log "${dec[@]}" --job JOB --num-jobs $nj $out/loglikes.scp $out
+    $cmd $dir/log/decode_$part.log "${dec[@]}" --merge --num-jobs $nj $out/loglikes.scp $out
+  else
+    $cmd $dir/log/decode_$part.log "${dec[@]}" $out/loglikes.scp $out
+  fi
   if [ $part = $dev_part ]; then
     b=$(cat $out/best_scale)
     echo "  $name $part: best acoustic scale $b: $(grep "^$b " $out/scales.txt | cut -d' ' -f2-)"

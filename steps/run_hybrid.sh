@@ -251,7 +251,7 @@ if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   steps/frame_accuracy_report.py exp $dev_part
 fi
 
-decode_opts=(--cmd "$decode_cmd" --config "$config" --device "$device" --dev-part "$dev_part"
+decode_opts=(--cmd "$decode_cmd" --config "$config" --device "$device" --nj "$nj" --dev-part "$dev_part"
              --test-parts "$test_parts" --train-cuts "data/targets/cuts_$train_part.jsonl.gz")
 
 if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then

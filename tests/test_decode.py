@@ -11,7 +11,9 @@ reports (the scorer's promises against sclite: tests/test_score.py).
 """
 from __future__ import annotations
 
+import json
 import math
+import pickle
 from pathlib import Path
 from typing import Dict, Sequence
 
@@ -302,6 +304,63 @@ def test_decode_cli_on_scp(toy, tmp_path: Path):
     assert (out / "wer-dev").read_text().startswith("%WER 0.00 [ 0 / 10,")
     assert (out / "hyp.ctm").is_file() and (out / "ali_phones.txt").is_file()
     assert float((out / "best_scale").read_text()) in (0.5, 1.0)
+
+
+def test_decode_in_jobs_writes_what_one_process_writes(toy, tmp_path: Path):
+    """steps/decode.py in 3 jobs (each its slice of the utterances) + --merge gives the same
+    scoring files, byte for byte, as one process: wer, errs, trn, the scale sweep and its pick,
+    word times and phone alignments (noisy scores: errors that differ between scales)."""
+    import subprocess
+    import sys
+
+    import kaldiio
+
+    from conftest import REPO, TOY_LEX
+
+    rng = np.random.default_rng(5)
+    words = [w for w, _ in TOY_LEX if w != "<UNK>"]
+    refs = {f"u{i:02d}": list(rng.choice(words, int(rng.integers(1, 5)))) for i in range(14)}
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 'll.ark'},{tmp_path / 'll.scp'}") as w:
+        for u, ws in refs.items():
+            x = peaked(pdf_seq(toy["tree"], ws, dur=int(rng.integers(1, 4))), toy["graph"].num_pdfs)
+            w(u, x + rng.normal(0, 4.0, x.shape).astype(np.float32))
+    (tmp_path / "text").write_text("".join(f"{u} {' '.join(w)}\n" for u, w in refs.items()))
+    common = [sys.executable, str(REPO / "steps" / "decode.py"), "--graph", str(toy["root"] / "lang" / "graph"),
+              "--acoustic-scale", "1.0", "--scales", "0.3,0.6,1.0,1.5", "--ref", str(tmp_path / "text"),
+              "--set-name", "dev", "--no-sclite", str(tmp_path / "ll.scp")]
+
+    def run(*args: str) -> None:
+        r = subprocess.run(common[:-1] + list(args[:-1]) + [common[-1], args[-1]], capture_output=True,
+                           text=True, cwd=REPO)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    one, three = tmp_path / "one", tmp_path / "three"
+    run(str(one))
+    for job in (1, 2, 3):
+        run("--job", str(job), "--num-jobs", "3", str(three))
+    assert not (three / "wer-dev").exists()  # the jobs only decode
+    jobs = [pickle.loads((three / "jobs" / f"decode.{j}.pkl").read_bytes())["utts"] for j in (1, 2, 3)]
+    assert all(jobs) and sum(jobs, []) == sorted(refs)  # contiguous slices, every utterance once
+    run("--merge", "--num-jobs", "3", str(three))
+    names = sorted(str(f.relative_to(one)) for f in one.rglob("*") if f.is_file() and f.name != "decode_info.json"
+                   and "log" not in f.parts)
+    for need in ("wer-dev", "errs-dev.txt", "hyp.trn", "ref.trn", "scales.txt", "best_scale", "hyp.txt",
+                 "hyp.ctm", "ali_phones.txt", "scale_0.3/wer-dev"):
+        assert need in names
+    for name in names:
+        assert (three / name).read_bytes() == (one / name).read_bytes(), name
+    wers = [line.split()[2] for line in (one / "scales.txt").read_text().splitlines()]
+    assert len(set(wers)) > 1 and float(wers[0]) > 0  # the sweep has something to choose
+    info = json.loads((three / "decode_info.json").read_text())
+    assert info["jobs"] == 3 and info["utterances"] == len(refs)
+    # a job missing, or one from another run's options, stops the merge with the file's name
+    (three / "jobs" / "decode.2.pkl").unlink()
+    r = subprocess.run(common[:-1] + ["--merge", "--num-jobs", "3", common[-1], str(three)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1 and "decode.2.pkl: missing" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(common[:-1] + ["--merge", "--num-jobs", "2", common[-1], str(three)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1 and "decode.1.pkl: made with other num_jobs" in r.stderr
 
 
 def test_make_graph_cli_skips_when_up_to_date(toy, tmp_path: Path):

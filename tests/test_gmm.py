@@ -63,9 +63,6 @@ class _Cut:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from lm2am.align.pipeline import load_lexicon
-    from lm2am.gmm.train import train_mono
-
     root = tmp_path_factory.mktemp("gmm")
     write_toy_lang(root / "lang")
     rng = np.random.default_rng(0)
@@ -75,13 +72,80 @@ def trained(tmp_path_factory):
         words = list(rng.choice(WORDS, int(rng.integers(1, 4))))
         f, t = _utterance(words, rng, means)
         data.append((f"100-1000-{i:04d}" if i % 2 else f"200-2000-{i:04d}", words, f, t))
-    transform = FeatureTransform(features="fbank", deltas=False, cmvn="global", mean=np.zeros(DIM), std=np.ones(DIM))
     cfg = GmmConfig(features="fbank", deltas=False, cmvn="global", num_iters=12, realign_iters=[1, 2, 3, 4, 5, 6, 8, 10],
                     max_iter_inc=8, tot_gauss=50)
-    system, history = train_mono([d[2] for d in data], [d[1] for d in data], load_lexicon(root / "lang"), PHONES,
-                                 HmmTopo(), cfg, transform, [d[0] for d in data])
+    system, history = _train(root, data, cfg)
     return {"root": root, "system": system, "history": history, "data": data, "means": means, "cfg": cfg,
             "rng": rng}
+
+
+def _train(root: Path, data, cfg: GmmConfig):
+    from lm2am.align.pipeline import load_lexicon
+    from lm2am.gmm.train import train_mono
+
+    transform = FeatureTransform(features="fbank", deltas=False, cmvn="global", mean=np.zeros(DIM), std=np.ones(DIM))
+    return train_mono([d[2] for d in data], [d[1] for d in data], load_lexicon(root / "lang"), PHONES,
+                      HmmTopo(), cfg, transform, [d[0] for d in data])
+
+
+def test_training_is_reproducible(trained, tmp_path):
+    """Two trainings on the same inputs give the same final.mdl byte for byte, and the same
+    alignments (the wheel's own mix-up perturbation is unseedable: lm2am.gmm.mixup)."""
+    from lm2am.gmm.align import align_features
+
+    data, root = trained["data"], trained["root"]
+    models, states = [], []
+    for k in range(2):
+        system, _ = _train(root, data, trained["cfg"])
+        assert system.am.num_gauss > system.am.num_pdfs  # the mix-up ran
+        system.save(tmp_path / str(k), trained["cfg"])
+        models.append((tmp_path / str(k) / "final.mdl").read_bytes())
+        alis = align_features(system, [d[2] for d in data], [d[1] for d in data], [d[0] for d in data],
+                              root / "lang", trained["cfg"])
+        states.append([a.states.tolist() for a in alis])
+    assert models[0] == models[1]
+    assert states[0] == states[1]
+
+
+def test_mixup_is_kaldis_split_with_a_seeded_perturbation():
+    """lm2am.gmm.mixup.split_by_count: Kaldi's Gaussian counts, weights and variances; means
+    perturbed (not Kaldi's unperturbed copies), the same for the same seed, not for another."""
+    from lm2am.gmm.mixup import split_by_count
+
+    rng = np.random.default_rng(3)
+    base = kaldi_hmm_gmm.AmDiagGmm()
+    for n in (1, 2, 1):
+        gmm = kaldi_hmm_gmm.DiagGmm(nmix=n, dim=4)
+        gmm.set_weights(np.full(n, 1.0 / n, np.float32))
+        gmm.set_invvars_and_means(rng.uniform(0.5, 2, (n, 4)).astype(np.float32),
+                                  rng.normal(0, 1, (n, 4)).astype(np.float32))
+        gmm.compute_gconsts()
+        base.add_pdf(gmm)
+    occs = np.array([100.0, 400.0, 30.0])
+
+    def split(seed=None):
+        """Per pdf (weights, inv_vars, means_invvars) as arrays (the DiagGmms belong to am)."""
+        am = kaldi_hmm_gmm.AmDiagGmm()
+        am.copy_from_am_diag_gmm(base)
+        if seed is None:
+            am.split_by_count(state_occs=occs.astype(np.float32), target_components=12, perturb_factor=0.0,
+                              power=0.25, min_count=20.0)
+        else:
+            split_by_count(am, occs, 12, perturb_factor=0.01, power=0.25, min_count=20.0,
+                           rng=np.random.default_rng(seed))
+        return [tuple(np.array(getattr(am.get_pdf(p), a)) for a in ("weights", "inv_vars", "means_invvars"))
+                for p in range(am.num_pdfs)]
+
+    kaldi, a, b, c = split(), split(0), split(0), split(1)
+    assert sum(x[0].size for x in a) == 12 > base.num_gauss
+    for k, x, y, z in zip(kaldi, a, b, c):
+        assert np.array_equal(x[0], k[0]) and np.array_equal(x[1], k[1])
+        assert np.array_equal(x[2], y[2])
+        if x[0].size > 1:
+            assert not np.allclose(x[2], k[2], rtol=0, atol=1e-5)
+            assert not np.allclose(x[2], z[2], rtol=0, atol=1e-5)
+            # a split moves the pair apart by about perturb_factor * N(0, 1) * sqrt(inv_var): small
+            assert np.abs(x[2] - k[2]).max() < 0.2
 
 
 def test_loglike_rises_and_gaussians_grow(trained):

@@ -1,7 +1,8 @@
 """Kaldi interop (issue 12): lm2am's senone tree as a Kaldi ``tree`` file (text and binary) read by
 Kaldi's own ContextDependency and read back, and Kaldi's FasterDecoder as a second decoder over
 the same HCLG as the k2 decoder: the same best path (words and cost) on the toy graph of
-test_decode.py, and agreement on the tiny recipe's real graph with oracle-senone likelihoods."""
+test_decode.py, answers to a wide-beam referee on noisy scores there, and agreement on the tiny
+recipe's real graph with oracle-senone likelihoods."""
 from __future__ import annotations
 
 import os
@@ -22,6 +23,7 @@ from lm2am.tree.kaldi_format import (all_contexts, load_kaldi_context_dependency
 
 # the toy lang, tree and graph of the k2 decoder's tests (the toy fixture is in conftest.py)
 from conftest import REPO, TREE_PHONES, oracle_loglikes, pdf_seq, peaked, random_tree_stats, toy_tree
+from conftest import TOY_LEX
 from conftest import TOY_PHONES as PHONES
 
 
@@ -213,3 +215,56 @@ def test_decoders_agree_on_the_tiny_recipe_graph(tiny_recipe: Path, monkeypatch,
     assert bad == 0 and n > 10000
     # and Kaldi's object equals the binary tree the graph stage wrote
     assert cd.__getstate__() == load_kaldi_context_dependency("data/lang/graph/tree").__getstate__()
+
+
+# ---------------------------------------------------------------- noisy scores, wide-beam referee
+# noise std on the 0 / -8 oracle scores; narrow: the decoders' beam and max active; wide: x WIDE
+NOISE, NARROW_BEAM, NARROW_ACTIVE, WIDE = 5.0, 4.0, 20, 8.0
+
+
+def test_decoders_on_noisy_scores_answer_to_a_wide_beam_referee(toy):  # noqa: F811
+    """Oracle scores plus seeded Gaussian noise (many hypotheses wrong) decoded at a narrow beam
+    by both decoders. Wherever they disagree, a wide-beam Kaldi search (the referee) finds a path
+    at least as cheap as each one's, so neither can be "better" than exhaustive search (a k2-side
+    scoring or graph bug cannot pass as a beam effect); at the wide beam k2 and Kaldi find the
+    same best path (same words and cost)."""
+    from lm2am.decode import DecodeConfig
+    from lm2am.decode import decode as k2_decode
+    from lm2am.decode.compare import compare_decoders, k2_best_path_costs
+    from lm2am.decode.kaldi import decode as kaldi_decode
+    from lm2am.decode.kaldi import load_kaldi_graph
+    from lm2am.decode.score import compute_wer
+
+    tree, graph, graph_dir = toy["tree"], toy["graph"], toy["root"] / "lang" / "graph"
+    rng = np.random.default_rng(7)
+    words = [w for w, _ in TOY_LEX if w != "<UNK>"]
+    refs, ll = {}, {}
+    for i in range(60):
+        ws = list(rng.choice(words, int(rng.integers(1, 5))))
+        x = peaked(pdf_seq(tree, ws, dur=int(rng.integers(1, 4))), tree.num_leaves)
+        refs[f"u{i:02d}"], ll[f"u{i:02d}"] = ws, x + rng.normal(0, NOISE, x.shape).astype(np.float32)
+    narrow = DecodeConfig(acoustic_scale=1.0, search_beam=NARROW_BEAM, output_beam=NARROW_BEAM, min_active_states=1,
+                          max_active_states=NARROW_ACTIVE)
+    tol = 1e-3
+    cmp = compare_decoders(ll, graph_dir, narrow, refs, wide_factor=WIDE)
+    assert compute_wer(refs, cmp.k2.hyps).wer > 20.0  # the noise makes real errors
+    assert cmp.diffs  # the narrow beam makes the decoders differ somewhere: the referee has work
+    for d in cmp.diffs:
+        assert d["wide_cost"] <= d["k2_cost"] + tol, d
+        assert d["wide_cost"] <= d["kaldi_cost"] + tol, d
+    # everywhere, not only where they differ: no narrow search beats the referee
+    wide = DecodeConfig(acoustic_scale=1.0, search_beam=NARROW_BEAM * WIDE, output_beam=NARROW_BEAM * WIDE,
+                        min_active_states=1, max_active_states=int(NARROW_ACTIVE * WIDE))
+    referee = kaldi_decode(ll, load_kaldi_graph(graph_dir), wide, word_times=False)
+    assert not referee.failed
+    c_k2 = k2_best_path_costs(ll, graph, narrow)
+    for u in ll:
+        assert referee.costs[u] <= min(c_k2[u], cmp.kaldi.costs.get(u, np.inf)) + tol, u
+    # at the wide beam both find the referee's path: same words (continuous noise leaves no exact
+    # ties) and the same cost
+    wide_k2 = k2_decode(ll, graph, wide, word_times=False)
+    c_wide_k2 = k2_best_path_costs(ll, graph, wide)
+    for u in ll:
+        assert wide_k2.hyps[u] == referee.hyps[u], u
+        assert c_wide_k2[u] == pytest.approx(referee.costs[u], abs=tol), u
+

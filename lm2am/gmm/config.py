@@ -33,7 +33,8 @@ class GmmConfig:
         beam_first, beam, retry_beam_factor: alignment beam of the first realignment, later
             ones, and retry beam = beam * factor.
         max_train_utts: train on at most this many utterances, evenly spread (None: all).
-        seed: equal-alignment seed.
+        seed: seed of the equal alignment and of the mix-up perturbation (same seed and
+            inputs: the same ``final.mdl``, byte for byte).
         decode_beam, decode_max_active: FasterDecoder beam and max active states.
         decode_scales: acoustic scales tried on the dev set (Kaldi scores LMWT 7..17).
     """

@@ -28,6 +28,7 @@ from lm2am.errors import Lm2amError
 from lm2am.gmm.config import GmmConfig
 from lm2am.gmm.features import FeatureTransform
 from lm2am.gmm.graphs import TrainingGraph, compile_graph, transition_costs
+from lm2am.gmm.mixup import split_by_count
 from lm2am.gmm.model import GmmSystem, monophone_tree
 from lm2am.gmm.viterbi import equal_align, tid_matrix, viterbi_align
 from lm2am.data.features import load_features
@@ -78,10 +79,11 @@ class _Accs:
         self.pdf_occs += np.bincount(pdfs, minlength=self.pdf_occs.size)
 
 
-def update(system: GmmSystem, accs: _Accs, num_gauss: int, cfg: GmmConfig,
+def update(system: GmmSystem, accs: _Accs, num_gauss: int, cfg: GmmConfig, rng: np.random.Generator,
            min_gaussian_occupancy: Optional[float] = None) -> Dict[str, float]:
     """``gmm-est --mix-up=num_gauss --power=cfg.power``: transition and GMM MLE updates, then
-    mix-up (``AmDiagGmm.split_by_count`` with Kaldi's perturb 0.01 and min count 20)."""
+    mix-up (Kaldi's ``split_by_count`` with perturb 0.01 and min count 20, its perturbation
+    drawn from ``rng``: :func:`lm2am.gmm.mixup.split_by_count`)."""
     khg = _khg()
     t_impr, t_count = system.tm.mle_update(accs.trans, khg.MleTransitionUpdateConfig())
     opts = khg.MleDiagGmmOptions()
@@ -90,8 +92,8 @@ def update(system: GmmSystem, accs: _Accs, num_gauss: int, cfg: GmmConfig,
     g_impr, g_count = khg.mle_am_diag_gmm_update(config=opts, amdiag_gmm_acc=accs.gmm,
                                                  flags=int(khg.GmmUpdateFlags.kGmmAll), am_gmm=system.am)
     if num_gauss > system.am.num_gauss:
-        system.am.split_by_count(state_occs=accs.pdf_occs.astype(np.float32), target_components=num_gauss,
-                                 perturb_factor=0.01, power=cfg.power, min_count=20.0)
+        split_by_count(system.am, accs.pdf_occs, num_gauss, perturb_factor=0.01, power=cfg.power,
+                       min_count=20.0, rng=rng)
     system.am.compute_gconsts()
     return {"gmm_objf_impr_per_frame": g_impr / max(g_count, 1.0),
             "trans_objf_impr_per_frame": t_impr / max(t_count, 1.0)}
@@ -139,7 +141,8 @@ def train_mono(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]], lexi
         accs, n_utts = _accumulate(system, feats, alis, tables)
         frames = accs.gmm.tot_count
         ll = accs.gmm.tot_log_like / frames
-        info = update(system, accs, num_gauss, cfg, cfg.min_gaussian_occupancy_first if it == 0 else None)
+        rng = np.random.default_rng([cfg.seed, it])  # per iteration: draws independent of earlier ones
+        info = update(system, accs, num_gauss, cfg, rng, cfg.min_gaussian_occupancy_first if it == 0 else None)
         if it > 0 and it <= cfg.max_iter_inc:
             num_gauss = min(cfg.tot_gauss, num_gauss + inc_gauss)
         entry = {"iter": it, "loglike_per_frame": float(ll), "num_gauss": int(system.am.num_gauss),
