@@ -1,0 +1,98 @@
+"""The data-size curve: the training subset of train.max_hours (lm2am/am/subset.py, its priors
+and train_data.json in training), the report (lm2am/report/data_size.py,
+steps/data_size_report.py) and the recipe option --data-sizes (check, stage 14 commands)."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lm2am.am.subset import select_hours, size_tag, subset_rank
+from lm2am.errors import Lm2amError
+from test_am import NUM_SENONES, TINY_MODEL, data, tiny_train  # noqa: F401 (data: the module fixture)
+
+
+def fake_cuts(n: int = 200, seed: int = 0):
+    """``n`` cuts of 1-20 s, no audio (only ids and durations matter to the subset)."""
+    from lhotse import CutSet, MonoCut
+
+    rng = random.Random(seed)
+    return CutSet.from_cuts(MonoCut(id=f"utt{i:04d}", start=0.0, duration=round(rng.uniform(1, 20), 2), channel=0)
+                            for i in range(n))
+
+
+def ids(subset) -> list:
+    return [c.id for c in subset.cuts]
+
+
+# --------------------------------------------------------------------------- the subset
+
+
+def test_subsets_nest_fit_the_budget_and_null_takes_all():
+    from lhotse import CutSet
+
+    cuts = fake_cuts()
+    total_h = sum(c.duration for c in cuts) / 3600
+    subsets = [select_hours(cuts, h) for h in (0.1, 0.25, 0.5)]
+    for small, big in zip(subsets, subsets[1:]):
+        assert set(ids(small)) < set(ids(big))  # nested, strictly growing
+    ranked = sorted(cuts, key=lambda c: subset_rank(c.id))
+    for s in subsets:
+        secs = sum(c.duration for c in s.cuts)
+        assert secs <= s.max_hours * 3600 and s.hours == pytest.approx(secs / 3600)
+        assert secs + ranked[s.utterances].duration > s.max_hours * 3600  # the longest prefix that fits
+        assert s.utterances == len(s.cuts) and s.part_utterances == len(cuts)
+        assert ids(s) == [c.id for c in cuts if c.id in set(ids(s))]  # the part's own order
+    everything = select_hours(cuts, None)
+    assert ids(everything) == ids(cuts) and everything.hours == pytest.approx(total_h)
+    assert ids(select_hours(cuts, 10 * total_h)) == ids(cuts)  # a budget over the part: all of it
+    # the same utterances whatever the order of the part (no training seed in the choice)
+    shuffled = list(cuts)
+    random.Random(5).shuffle(shuffled)
+    assert set(ids(select_hours(CutSet.from_cuts(shuffled), 0.25))) == set(ids(subsets[1]))
+    with pytest.raises(Lm2amError, match="max_hours 0.0001: shorter than the first utterance"):
+        select_hours(cuts, 0.0001)
+    assert size_tag(0.5) == "h0.5" and size_tag(1.0) == "h1"
+
+
+def test_max_hours_is_checked_and_overridable(tmp_path: Path):
+    from lm2am.am.config import TrainConfig, load_system_file
+    from lm2am.config import from_dict
+
+    with pytest.raises(Lm2amError, match="max_hours"):
+        from_dict(TrainConfig, {"max_hours": 0}, "c.yaml: am.train")
+    sysf = tmp_path / "ce.yaml"
+    sysf.write_text("system: {name: ce}\n")
+    assert load_system_file(sysf)[2].max_hours is None
+    assert load_system_file(sysf, overrides={"train": {"max_hours": 0.5}})[2].max_hours == 0.5
+
+
+def test_training_uses_the_subset_and_its_priors(data, tmp_path):  # noqa: F811
+    """Two seeds at one size train on the same utterances (train_data.json, priors); the priors
+    are the subset's counts, not the whole part's."""
+    from lm2am.am.config import SystemConfig, make_model_config
+    from lm2am.am.data import load_cuts
+    from lm2am.am.priors import count_priors
+    from lm2am.am.train import train_system
+
+    _, paths, _ = data
+    part = load_cuts(paths, "train")
+    hours = 0.5 * sum(c.duration for c in part) / 3600
+    sub = select_hours(part, hours)
+    assert 0 < sub.utterances < len(part)
+    model, system = make_model_config(TINY_MODEL), SystemConfig(name="ce")
+    for seed in (3, 4):
+        train_system(system, model, tiny_train(epochs=1, valid=False, seed=seed, max_hours=hours), paths,
+                     tmp_path / f"seed{seed}")
+    info = [json.loads((tmp_path / f"seed{s}/train_data.json").read_text()) for s in (3, 4)]
+    assert info[0] == info[1]
+    assert info[0]["utterances"] == sub.utterances and info[0]["hours"] == pytest.approx(sub.hours)
+    assert info[0]["part_utterances"] == len(part) and info[0]["max_hours"] == hours
+    pri = [np.load(tmp_path / f"seed{s}/priors.npy") for s in (3, 4)]
+    np.testing.assert_allclose(pri[0], count_priors(sub.cuts, NUM_SENONES), atol=1e-6)
+    np.testing.assert_array_equal(pri[0], pri[1])
+    assert not np.allclose(pri[0], count_priors(part, NUM_SENONES), atol=1e-4)
+    assert f"{sub.utterances} of {len(part)} utterances" in (tmp_path / "seed3/log/train.log").read_text()
