@@ -4,12 +4,16 @@ steps/data_size_report.py) and the recipe option --data-sizes (check, stage 14 c
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import REPO
 from lm2am.am.subset import select_hours, size_tag, subset_rank
 from lm2am.errors import Lm2amError
 from test_am import NUM_SENONES, TINY_MODEL, data, tiny_train  # noqa: F401 (data: the module fixture)
@@ -96,3 +100,76 @@ def test_training_uses_the_subset_and_its_priors(data, tmp_path):  # noqa: F811
     np.testing.assert_array_equal(pri[0], pri[1])
     assert not np.allclose(pri[0], count_priors(part, NUM_SENONES), atol=1e-4)
     assert f"{sub.utterances} of {len(part)} utterances" in (tmp_path / "seed3/log/train.log").read_text()
+
+
+# --------------------------------------------------------------------------- the report
+
+DEV, TEST = "dev", "test"
+
+
+def fake_run(d: Path, dev: float, test: float, hours: float | None = None) -> None:
+    """A decoded seed: decode_<part>/wer-<part> (dev: best_scale, scales.txt), train_data.json."""
+    for part, w in ((DEV, dev), (TEST, test)):
+        dd = d / f"decode_{part}"
+        dd.mkdir(parents=True)
+        (dd / f"wer-{part}").write_text(f"%WER {w:.2f} [ 1 / 10, 0 ins, 0 del, 1 sub ]\n")
+    (d / f"decode_{DEV}/best_scale").write_text("0.1\n")
+    (d / f"decode_{DEV}/scales.txt").write_text(f"0.1 %WER {dev:.2f} [ 1 / 10, 0 ins, 0 del, 1 sub ]\n")
+    if hours is not None:
+        (d / "train_data.json").write_text(json.dumps({"hours": hours}))
+
+
+def fake_exp(exp: Path) -> None:
+    """ce and hier at 0.5 h, 1 h and the whole part, seeds 1-2 (hier at 1 h: seed 2 missing)."""
+    test = {"ce_h0.5": (40, 44), "hier_h0.5": (30, 32), "ce_h1": (30, 30), "hier_h1": (27, None),
+            "ce": (20, 22), "hier": (20, 20)}
+    hours = {"h0.5": 0.49, "h1": 0.98}
+    for name, wers in test.items():
+        for seed, w in zip((1, 2), wers):
+            if w is not None:
+                fake_run(exp / f"am_{name}/seed{seed}", w + 10, w, hours.get(name.rpartition("_")[2]))
+
+
+def md_row(md: str, *first: str) -> list:
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:len(first)] == list(first):
+            return cells
+    raise AssertionError(f"no row {first} in\n{md}")
+
+
+def test_report_means_stds_and_plot(tmp_path: Path):
+    from lm2am.report.data_size import write_data_size
+
+    exp = tmp_path / "exp"
+    fake_exp(exp)
+    points = write_data_size(exp, [("ce", ["1", "2"]), ("hier", ["1", "2"])], [1, 0.5], DEV, [TEST], full_hours=2.4)
+    assert [(p.system, p.size, p.hours) for p in points] == [
+        ("ce", 0.5, 0.49), ("hier", 0.5, 0.49), ("ce", 1, 0.98), ("hier", 1, 0.98), ("ce", None, 2.4),
+        ("hier", None, 2.4)]  # sizes ascending, then the whole part; hours as trained
+    md = (exp / "data_size.md").read_text()
+    header = md_row(md, "size")
+    assert header == ["size", "hours", "system", "seeds", "dev WER", "test WER", "rel. vs ce"]
+    assert md_row(md, "0.5 h", "0.49", "ce") == ["0.5 h", "0.49", "ce", "2", "52.00 ± 2.83", "42.00 ± 2.83", "baseline"]
+    assert md_row(md, "0.5 h", "0.49", "hier")[4:] == ["41.00 ± 1.41", "31.00 ± 1.41", f"{100 * (31 - 42) / 42:+.1f}%"]
+    assert md_row(md, "1 h", "0.98", "hier")[3:6] == ["1 of 2", "37.00 (1/2)", "27.00 (1/2)"]
+    assert md_row(md, "all", "2.40", "hier")[5:] == ["20.00 ± 0.00", f"{100 * (20 - 21) / 21:+.1f}%"]
+    assert "am_hier_h1/seed2" in md and "**Incomplete**" in md
+    png = exp / "plots/data_size.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
+    assert "![WER vs training hours](plots/data_size.png)" in md
+
+
+def test_report_script(tmp_path: Path):
+    exp = tmp_path / "exp"
+    fake_exp(exp)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, str(REPO / "steps/data_size_report.py"), "--dev-part", DEV, "--test-parts",
+                        TEST, "--sizes", "0.5 1", "exp", "ce:1,2", "hier:1,2"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert md_row(r.stdout, "all", "–", "ce")[5] == "21.00 ± 1.41"  # no train cuts, no train_data.json
+    assert (exp / "plots/data_size.png").is_file()
+    r = subprocess.run([sys.executable, str(REPO / "steps/data_size_report.py"), "--sizes", "0.5 x", "exp", "ce"],
+                       cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "--sizes '0.5 x'" in r.stderr
