@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, make_recipe_copy
 from lm2am.am.subset import select_hours, size_tag, subset_rank
 from lm2am.errors import Lm2amError
 from test_am import NUM_SENONES, TINY_MODEL, data, tiny_train  # noqa: F401 (data: the module fixture)
@@ -173,3 +173,58 @@ def test_report_script(tmp_path: Path):
     r = subprocess.run([sys.executable, str(REPO / "steps/data_size_report.py"), "--sizes", "0.5 x", "exp", "ce"],
                        cwd=tmp_path, capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "--sizes '0.5 x'" in r.stderr
+
+
+# --------------------------------------------------------------------------- the recipe option
+
+
+def run_sh(rc: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(["./run.sh", *args], cwd=rc, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ("0.5 abc", "--data-sizes: 'abc' is not a number of hours"),
+    ("0", "--data-sizes: '0' is not a number of hours"),
+    ("-1", "--data-sizes: '-1' is not a number of hours"),
+    ("1 1.0", "--data-sizes: 1 given twice"),
+])
+def test_bad_data_sizes_stop_at_the_option_check(tmp_path: Path, sizes: str, message: str):
+    rc = make_recipe_copy(tmp_path / "s5")
+    r = run_sh(rc, "--data-sizes", sizes, "--stage", "0", "--stop-stage", "0")
+    assert r.returncode != 0
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (rc / "exp").exists() and not (rc / "data").exists()
+
+
+def test_data_sizes_with_a_sweep_is_an_error(tmp_path: Path):
+    rc = make_recipe_copy(tmp_path / "s5")
+    r = run_sh(rc, "--data-sizes", "0.5", "--sweep", "conf/sweeps/kd.yaml", "--stage", "0", "--stop-stage", "0")
+    assert r.returncode != 0 and "--data-sizes" in r.stderr and "--sweep" in r.stderr
+    assert not (rc / "exp").exists()
+
+
+def test_stage_14_trains_every_system_seed_and_size(tmp_path: Path):
+    """Stage 14 with a recording job runner: each system with its own seeds at each size
+    (canonical hours), into exp/am_<system>_h<hours>/seed<k> with --max-hours, beside the full runs."""
+    rc = make_recipe_copy(tmp_path / "s5")
+    stub = rc / "record.sh"
+    stub.write_text('#!/bin/bash\necho "$*" >> "$(dirname "$0")/commands.txt"\n')
+    stub.chmod(0o755)
+    (rc / "cmd.sh").write_text(f'export train_cmd={stub}\nexport decode_cmd={stub}\nexport cuda_cmd="{stub} --gpu 1"\n')
+    r = run_sh(rc, "--stage", "14", "--stop-stage", "14", "--am-systems", "ce hier", "--seeds", "1",
+               "--extra-seeds", "2", "--extra-seed-systems", "hier", "--data-sizes", "1.0 0.50")
+    assert r.returncode == 0, r.stderr
+    cmds = (rc / "commands.txt").read_text().splitlines()
+    got = set()
+    for c in cmds:
+        f = c.split()
+        exp_dir = f[f.index("--exp-dir") + 1]
+        hours = f[f.index("--max-hours") + 1] if "--max-hours" in f else None
+        system = Path(f[f.index("--system") + 1]).stem
+        assert f[f.index("--seed") + 1] == exp_dir.rpartition("seed")[2]
+        got.add((exp_dir, system, hours))
+    seeds = {"ce": (1,), "hier": (1, 2)}
+    want = {(f"exp/am_{s}/seed{k}", s, None) for s in seeds for k in seeds[s]}
+    want |= {(f"exp/am_{s}_h{h}/seed{k}", s, h) for s in seeds for k in seeds[s] for h in ("0.5", "1")}
+    assert got == want and len(cmds) == len(want)
