@@ -17,15 +17,8 @@ import argparse
 from pathlib import Path
 
 from lm2am.config import name_and_dir
-from lm2am.errors import Lm2amError, cli_main
+from lm2am.errors import cli_main
 from lm2am.log import setup_logging
-
-
-def _system(spec: str):
-    name, _, seeds = spec.partition(":")
-    if not name or (":" in spec and not seeds.strip(",")):
-        raise Lm2amError(f"system {spec!r}: expected SYSTEM or SYSTEM:SEED,SEED,...")
-    return name, [s for s in seeds.split(",") if s] if seeds else None
 
 
 @cli_main
@@ -51,9 +44,10 @@ def main() -> None:
     args = p.parse_args()
     setup_logging()
 
+    from lm2am.report.results import parse_system_spec
     from lm2am.report.tables import make_results
 
-    systems = [_system(s) for s in args.systems]
+    systems = [parse_system_spec(s) for s in args.systems]
     extra = [name_and_dir(e, f"--extra-row {e!r}: expected NAME=DIR") for e in args.extra_row]
     tests = args.test_parts.split()
     seeds = "; ".join(f"{n}: {', '.join(s) if s else 'all found'}" for n, s in systems)

@@ -83,6 +83,14 @@ fi
 for sys in $am_systems; do
   [ -f conf/systems/$sys.yaml ] || { echo "ERROR: --am-systems: conf/systems/$sys.yaml does not exist; add it or use a preset (paper, demo)" >&2; exit 1; }
 done
+# --data-sizes: each system again on nested subsets of the training part (train.max_hours), run
+# as exp/am_<system>_h<hours>/ with the seeds of <system>; hours named as hours_tag writes them.
+data_sizes=$(echo $(for h in $data_sizes; do hours_tag "$h"; echo; done))
+declare -A base_system=()   # exp/am_<name>/ of a data size -> its system
+size_systems=""
+for h in $data_sizes; do
+  for sys in $am_systems; do size_systems="$size_systems ${sys}_h$h"; base_system[${sys}_h$h]=$sys; done
+done
 
 use_gmm=false; { $gmm_baseline || [ $ali_source = gmm ]; } && use_gmm=true
 lazy_opt=""; $lazy && lazy_opt=--lazy
@@ -95,10 +103,11 @@ test_parts=$(echo $test_parts)
 [ -n "$sweep" ] && test_parts=""   # a sweep is decided on dev; the test parts are decoded with its picks
 teacher_units="monophone senone subword"   # exp/lm_<unit>; the LM code calls monophones "phone"
 
-# The seeds of system $1: $seeds, plus $extra_seeds for the systems in $extra_seed_systems.
+# The seeds of system $1: $seeds, plus $extra_seeds for the systems in $extra_seed_systems (a
+# data-size run <system>_h<hours>: those of <system>).
 system_seeds() {
-  local s="$seeds"
-  [[ " $extra_seed_systems " == *" $1 "* ]] && s="$s $extra_seeds"
+  local s="$seeds" sys=${base_system[$1]:-$1}
+  [[ " $extra_seed_systems " == *" $sys "* ]] && s="$s $extra_seeds"
   echo $s | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' '
 }
 
@@ -222,11 +231,13 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   done
 fi
 
-train_one_am() {  # train_one_am SYSTEM SEED
-  log "Stage 14: train AM system $1, seed $2 in exp/am_$1/seed$2"
-  $cuda_cmd exp/am_$1/seed$2/log/run.log \
-    steps/train_am.py --config "$config" --system conf/systems/$1.yaml \
-      --exp-dir exp/am_$1/seed$2 --seed $2 --train-part $train_part \
+train_one_am() {  # train_one_am SYSTEM SEED [HOURS]: with HOURS on that subset, in exp/am_<system>_h<hours>
+  local name=$1 subset=()
+  if [ -n "${3:-}" ]; then name=${1}_h$3; subset=(--max-hours $3); fi
+  log "Stage 14: train AM system $1${3:+ on $3 h of $train_part}, seed $2 in exp/am_$name/seed$2"
+  $cuda_cmd exp/am_$name/seed$2/log/run.log \
+    steps/train_am.py --config "$config" --system conf/systems/$1.yaml "${subset[@]}" \
+      --exp-dir exp/am_$name/seed$2 --seed $2 --train-part $train_part \
       --dev-part $dev_part --device $device
 }
 
@@ -237,12 +248,19 @@ if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
       bg_run train_one_am $sys $seed
     done
   done
+  for h in $data_sizes; do
+    for sys in $am_systems; do
+      for seed in $(system_seeds $sys); do
+        bg_run train_one_am $sys $seed $h
+      done
+    done
+  done
   bg_wait
 fi
 
 if [ $stage -le 15 ] && [ $stop_stage -ge 15 ]; then
   log "Stage 15: dev frame accuracy of every system"
-  for sys in $am_systems; do
+  for sys in $am_systems $size_systems; do
     for seed in $(system_seeds $sys); do
       steps/eval_am.py --exp-dir exp/am_$sys/seed$seed --part $dev_part --device $device \
         --out exp/am_$sys/seed$seed/eval_$dev_part.json
@@ -257,7 +275,7 @@ decode_opts=(--cmd "$decode_cmd" --config "$config" --device "$device" --nj "$nj
 if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   log "Stage 16: decode $dev_part (scales $decode_scales), then ${test_parts:-no test parts} at the dev-best scale"
   max_bg=$am_jobs
-  for sys in $am_systems; do
+  for sys in $am_systems $size_systems; do
     for seed in $(system_seeds $sys); do
       bg_run steps/decode_am.sh "${decode_opts[@]}" --scales "$decode_scales" --keep-loglikes $keep_loglikes \
         --name "$sys seed $seed" data/lang/graph data/fbank exp/am_$sys/seed$seed
@@ -283,6 +301,12 @@ elif [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
   extra_opts=""
   $use_gmm && [ -f exp/mono_gmm/decode_$dev_part/best_scale ] && extra_opts="--extra-row gmm_mono=exp/mono_gmm"
   for r in $extra_result_rows; do extra_opts="$extra_opts --extra-row $r"; done
+  if [ -n "$data_sizes" ]; then
+    log "Stage 17: data-size curve exp/data_size.md, exp/plots/data_size.png ($data_sizes h and all of $train_part)"
+    steps/data_size_report.py --dev-part $dev_part --test-parts "$test_parts" --sizes "$data_sizes" \
+      --train-cuts data/targets/cuts_$train_part.jsonl.gz exp $specs > /dev/null
+    extra_opts="$extra_opts --append exp/data_size.md"
+  fi
   for f in exp/alignment_accuracy.md $cmp_dir/compare_decoders.md; do
     [ -f $f ] && extra_opts="$extra_opts --append $f"
   done

@@ -26,11 +26,13 @@ decode_scales="0.05 0.07 0.1 0.14 0.2 0.3 0.5"   # acoustic scales swept on dev;
 keep_loglikes=false     # keep exp/am_*/seed*/decode_*/loglikes.ark (float32 [frames, senones]) after decoding
 extra_result_rows=""    # more RESULTS.md rows, "NAME=DIR ...": DIR holds decode_<part>/ (e.g. a GMM baseline)
 sweep=""                # a sweep file (conf/sweeps/<name>.yaml): its variants replace --am-systems, dev only
+data_sizes=""           # hours, e.g. "0.5 1": also train every system on nested subsets of the training
+                        # part (exp/am_<sys>_h<hours>/), decode them, exp/data_size.md + plots/data_size.png
 
 hybrid_last_stage=17    # stages 0-2 are the recipe's own, 3-17 the driver's
 
 hybrid_option_names="stage stop_stage config nj device am_systems ali_source realign_am gmm_baseline am_jobs seeds
-  extra_seeds extra_seed_systems decode_scales keep_loglikes extra_result_rows sweep"
+  extra_seeds extra_seed_systems decode_scales keep_loglikes extra_result_rows sweep data_sizes"
 
 # hybrid_options_help: the help lines of these options, with their current values as defaults.
 hybrid_options_help() {
@@ -57,6 +59,11 @@ hybrid_options_help() {
                      conf/systems/<variant>.yaml) instead of --am-systems; stage 17 writes
                      exp/sweep_<name>/dev_table.md and picks.txt; then decode the test parts with
                      --am-systems "ce \$(cat exp/sweep_<name>/picks.txt)" ("$sweep")
+  --data-sizes LIST  hours, e.g. "0.5 1": every system of --am-systems (its seeds) also trained on
+                     a fixed subset of the training part of that size (the smaller inside the larger;
+                     the same utterances for every system and seed; the same teachers) into
+                     exp/am_<system>_h<hours>/ and decoded; stage 17 writes exp/data_size.md and
+                     exp/plots/data_size.png, the full part being the normal run ("$data_sizes")
 EOF
 }
 
@@ -83,8 +90,9 @@ hybrid_stages_help() {
      system and seed (steps/decode_am.sh) -> exp/am_<sys>/seed<k>/decode_<part>/
   17 k2 vs Kaldi decoder cross-check on dev (steps/compare_decoders.sh); results table
      exp/RESULTS.md (+ aligner comparison, decoder cross-check, significance vs CE) and
-     exp/plots/wer_systems.png; with --sweep instead the sweep's dev table and picks
-     (steps/sweep_table.py -> exp/sweep_<name>/)
+     exp/plots/wer_systems.png; with --data-sizes the data-size curve (steps/data_size_report.py
+     -> exp/data_size.md, exp/plots/data_size.png); with --sweep instead the sweep's dev table
+     and picks (steps/sweep_table.py -> exp/sweep_<name>/)
 EOF
 }
 
@@ -93,6 +101,12 @@ hybrid_options_args() {
   local -n _hybrid_args="$1"
   local v
   for v in $hybrid_option_names; do _hybrid_args+=("--${v//_/-}" "${!v}"); done
+}
+
+# hours_tag H: the hours of --data-sizes as exp/am_<system>_h<H> names them ("%g": 0.50 -> 0.5,
+# 1.0 -> 1), the rule of lm2am.am.subset.size_tag.
+hours_tag() {
+  awk -v x="$1" 'BEGIN { printf "%g", x }'
 }
 
 # hybrid_options_check SELF: the numeric options make sense (stage numbers, job counts, seeds);
@@ -113,6 +127,16 @@ hybrid_options_check() {
   for v in $seeds $extra_seeds; do
     [[ "$v" =~ ^[0-9]+$ ]] || _hybrid_bad "--seeds/--extra-seeds: '$v' is not a seed (expected integers >= 0)"
   done
+  local seen=" " h
+  for v in $data_sizes; do
+    { [[ "$v" =~ ^[0-9]*\.?[0-9]+$ ]] && awk -v x="$v" 'BEGIN { exit !(x > 0) }'; } ||
+      _hybrid_bad "--data-sizes: '$v' is not a number of hours (expected numbers > 0, e.g. \"0.5 1\")"
+    h=$(hours_tag "$v")
+    [[ "$seen" != *" $h "* ]] || _hybrid_bad "--data-sizes: $h given twice"
+    seen="$seen$h "
+  done
+  [ -z "$data_sizes" ] || [ -z "$sweep" ] ||
+    _hybrid_bad "--data-sizes with --sweep: a sweep is decided on dev only; run the sizes with its picks in --am-systems"
 
   return 0
 }

@@ -3,7 +3,9 @@
 distillation) and write <exp-dir>/final.pt, priors.npy, history.json, training_curve.png.
 
 Model/train defaults come from the recipe config's `am` section (--config); the system file
-overrides them (keys system, model, train); --seed/--epochs override both. A checkpoint in
+overrides them (keys system, model, train); --seed/--epochs/--max-hours override both
+(--max-hours: a fixed training subset, the same for every system and seed; the recipe's
+--data-sizes trains into exp/am_<system>_h<hours>/seed<k>). A checkpoint in
 --exp-dir resumes training; a finished, unchanged run is skipped. Under torchrun it runs DDP
 (`torchrun --nproc-per-node 4 steps/train_am.py ... --device cuda`; gloo with --device cpu).
 
@@ -26,6 +28,8 @@ def main() -> None:
     p.add_argument("--exp-dir", type=Path, required=True, help="experiment dir, one per system and seed")
     p.add_argument("--seed", type=int, help="overrides train.seed")
     p.add_argument("--epochs", type=int, help="overrides train.epochs")
+    p.add_argument("--max-hours", type=float,
+                   help="overrides train.max_hours: train on a fixed, nested subset of this many hours")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     DataPaths.add_arguments(p)
     args = p.parse_args()
@@ -38,7 +42,8 @@ def main() -> None:
     for opt, f in (("--system", args.system), ("--config", args.config)):
         if f is not None and not f.is_file():
             raise Lm2amError(f"{opt} {f}: no such file (systems live in conf/systems/)")
-    over = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs)) if v is not None}
+    over = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs), ("max_hours", args.max_hours))
+            if v is not None}
     system, model, train = load_system_file(args.system, args.config, {"train": over})
     paths = DataPaths.from_args(args)
     for f in (paths.cuts(paths.train_part), paths.cmvn):

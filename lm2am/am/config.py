@@ -258,6 +258,9 @@ class TrainConfig:
             (average of the final model's posteriors over the training part).
         augment: training-time augmentation (:class:`lm2am.am.augment.AugmentConfig`: vtlp,
             time_stretch, spec_augment, ...); empty = none.
+        max_hours: train on a fixed subset of the training part of at most this many hours
+            (:mod:`lm2am.am.subset`: the same utterances for every system and seed, smaller
+            subsets inside larger ones; priors counted on it); null = the whole part.
     """
 
     epochs: int = 6
@@ -282,9 +285,11 @@ class TrainConfig:
     max_consecutive_nan: int = 20
     priors: str = "counts"
     augment: Dict[str, Any] = field(default_factory=dict)
+    max_hours: Optional[float] = None
 
     def __post_init__(self) -> None:
         check_range(self, "weight_decay", 0)
+        check_range(self, "max_hours", 0, lo_open=True)
         check_range(self, "warmup_steps", 0)
         check_range(self, "final_lr_ratio", 0, 1)
         check_range(self, "num_buckets", 1)

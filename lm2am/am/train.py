@@ -10,6 +10,8 @@ What a run leaves in its experiment directory (``exp/am_<system>/seed<k>``):
 * ``epoch-<n>.pt`` / ``checkpoint-<step>.pt`` (:mod:`lm2am.am.checkpoint`), pruned to the
   newest few;
 * ``history.json`` (per-epoch train and dev statistics), ``training_curve.png``;
+* ``train_data.json``: the hours and utterances trained on (``train.max_hours`` picks a fixed
+  subset of the part, :mod:`lm2am.am.subset`);
 * ``tensorboard/`` (every loss term and every head's frame accuracy, train and dev, and the
   learning rate), ``log/train.log``, ``config.json``.
 
@@ -46,6 +48,7 @@ from lm2am.am.distributed import Dist, resolve_device, seed_everything, setup_di
 from lm2am.am.epoch import LogWindow, Progress, Trainer, end_epoch, train_one_epoch
 from lm2am.am.model import AcousticModel, build_model
 from lm2am.am.optim import LrSchedule, param_groups
+from lm2am.am.subset import TrainSubset, select_hours
 from lm2am.checkpoint import latest_checkpoint
 from lm2am.errors import Lm2amError
 from lm2am.io import DoneMarker, atomic_write_text
@@ -55,12 +58,13 @@ log = logging.getLogger(__name__)
 
 
 class _Data(NamedTuple):
-    """The inputs of a run: CMVN stats, train and dev cuts, teacher units."""
+    """The inputs of a run: CMVN stats, train (sub)set and dev cuts, teacher units."""
 
     cmvn: Any
     train_cuts: Any
     dev_cuts: Any
     units: List[str]
+    subset: TrainSubset
 
 
 def count_batches(cuts: Any, cfg: TrainConfig, d: Dist) -> int:
@@ -121,7 +125,7 @@ def _train(system: SystemConfig, model_cfg: ModelConfig, cfg: TrainConfig, paths
     config = config_dict(system, model_cfg, cfg)
     info = read_info(paths.targets_dir, paths.train_part)
     vocab = _vocab_sizes(system, info, paths)
-    marker = DoneMarker(exp_dir / ".done", params={"config": config, "paths": {
+    marker = DoneMarker(exp_dir / ".done", params={"config": _marker_config(config), "paths": {
         k: str(v) for k, v in dataclasses.asdict(paths).items()}},
         inputs=[paths.cuts(paths.train_part), paths.cmvn])
     final = exp_dir / "final.pt"
@@ -134,7 +138,7 @@ def _train(system: SystemConfig, model_cfg: ModelConfig, cfg: TrainConfig, paths
     t = _build_trainer(system, model_cfg, cfg, paths, exp_dir, d, dev, config, info.num_senones,
                        vocab, data, posterior_loader)
     p = _resume_or_start(t)
-    _log_setup(t, data.units)
+    _log_setup(t, data)
     _attach_loop_parts(t, model_cfg, paths, data, posterior_loader)
     gen = torch.Generator()  # DataLoader draws its base seed here, not from the global RNG
     gen.manual_seed(cfg.seed)
@@ -152,13 +156,21 @@ def _train(system: SystemConfig, model_cfg: ModelConfig, cfg: TrainConfig, paths
     return final
 
 
+def _marker_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The config as the done marker hashes it: ``train.max_hours: null`` (the default) left
+    out, so runs finished before the option existed stay done."""
+    if config["train"].get("max_hours") is not None:
+        return config
+    return {**config, "train": {k: v for k, v in config["train"].items() if k != "max_hours"}}
+
+
 def _load_data(system: SystemConfig, cfg: TrainConfig, paths: DataPaths) -> _Data:
     from lm2am.data import load_global_cmvn
 
     cmvn = load_global_cmvn(paths.cmvn)
-    train_cuts = load_cuts(paths, paths.train_part)
+    subset = select_hours(load_cuts(paths, paths.train_part), cfg.max_hours)
     dev_cuts = load_cuts(paths, paths.dev_part) if (cfg.valid and paths.dev_part) else None
-    return _Data(cmvn, train_cuts, dev_cuts, system.teacher_units())
+    return _Data(cmvn, subset.cuts, dev_cuts, system.teacher_units(), subset)
 
 
 def _perturber(system: SystemConfig, cfg: TrainConfig, units: List[str]) -> Optional[CutPerturber]:
@@ -215,9 +227,13 @@ def _resume_or_start(t: Trainer) -> Progress:
     return p
 
 
-def _log_setup(t: Trainer, units: List[str]) -> None:
+def _log_setup(t: Trainer, data: _Data) -> None:
+    """Log the run's set-up and write ``train_data.json`` (rank 0)."""
     if not t.d.is_main:
         return
+    units = data.units
+    log.info("training data: %s", data.subset.describe())
+    atomic_write_text(t.exp_dir / "train_data.json", json.dumps(data.subset.as_dict(), indent=1) + "\n")
     model = t.model
     log.info("system %s: %d senones, heads %s, teachers %s", t.system.name, t.num_senones,
              [f"{h.name}@{model.head_layers[h.name]}" for h in t.system.heads] or "none",

@@ -6,7 +6,7 @@ module that draws gets pyplot through :func:`pyplot` and writes through :func:`s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -159,4 +159,33 @@ def plot_wer(rows: Sequence[Row], parts: Sequence[str], path: Path | str, title:
     ax.set_title(title or "WER per system (mean ± std over seeds)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    save_png(fig, path)
+
+
+def plot_data_size(series: Mapping[str, Sequence[Tuple[float, Row]]], parts: Sequence[str],
+                   path: Path | str, title: str = "") -> None:
+    """WER against training hours: one panel per part, one line per system (``series``:
+    system -> ``(hours, row)`` per size), error bars = std over seeds; log-scaled hours."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(parts), figsize=(4.2 * len(parts) + 1, 3.8), squeeze=False)
+    hours = sorted({h for pts in series.values() for h, _ in pts if np.isfinite(h)})
+    for ax, part in zip(axes[0], parts):
+        for name, pts in series.items():
+            xs, ms, ss = [], [], []
+            for h, row in sorted(pts, key=lambda p: p[0]):
+                m, s, n = mean_std(row.values(part))
+                if n and np.isfinite(h):
+                    xs.append(h)
+                    ms.append(m)
+                    ss.append(s if n > 1 else 0.0)
+            ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=name)
+        ax.set_xscale("log")
+        ax.set_xticks(hours)
+        ax.set_xticklabels([f"{h:.2g}" for h in hours])
+        ax.minorticks_off()
+        ax.set_xlabel("training hours")
+        ax.set_ylabel(f"{part} WER (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title or "WER vs training data (mean ± std over seeds)")
     save_png(fig, path)

@@ -36,7 +36,7 @@ import numpy as np
 from lm2am.errors import Lm2amError
 
 __all__ = ["RunResult", "Row", "read_wer", "read_scales", "read_run", "system_row", "extra_row", "mean_std",
-           "relative_change"]
+           "relative_change", "parse_system_spec"]
 
 _WER = re.compile(r"^%WER\s+([0-9.]+|inf|nan)\s")
 
@@ -201,3 +201,12 @@ def relative_change(value: float, base: float) -> Optional[float]:
     if math.isnan(value) or math.isnan(base) or base == 0:
         return None
     return 100.0 * (value - base) / base
+
+
+def parse_system_spec(spec: str) -> Tuple[str, Optional[List[str]]]:
+    """``SYSTEM`` or ``SYSTEM:SEED,SEED,...`` (the report scripts' arguments) -> ``(name, seeds)``;
+    no seeds: None (every ``seed*`` dir there is)."""
+    name, _, seeds = spec.partition(":")
+    if not name or (":" in spec and not seeds.strip(",")):
+        raise Lm2amError(f"system {spec!r}: expected SYSTEM or SYSTEM:SEED,SEED,...")
+    return name, [s for s in seeds.split(",") if s] if seeds else None

@@ -16,10 +16,11 @@ from lm2am.report.results import Row, extra_row, mean_std, relative_change, syst
 
 log = logging.getLogger(__name__)
 
-__all__ = ["results_markdown", "make_results"]
+__all__ = ["results_markdown", "make_results", "wer_cell"]
 
 
-def _cell(values: Sequence[float], expected: int, digits: int = 2) -> str:
+def wer_cell(values: Sequence[float], expected: int, digits: int = 2) -> str:
+    """``mean ± std`` of ``values`` (``(n/N)`` when fewer than ``expected``; ``–`` for none)."""
     m, s, n = mean_std(values)
     if n == 0:
         return "–"
@@ -44,9 +45,9 @@ def results_markdown(rows: Sequence[Row], dev_part: str, test_parts: Sequence[st
     for r in rows:
         complete = sum(1 for x in r.runs if all(p in x.wer for p in [dev_part, *test_parts]))
         seeds = f"{complete}" if complete == r.expected else f"{complete} of {r.expected}"
-        cells = [r.name, seeds, _cell(r.values(dev_part), r.expected)]
+        cells = [r.name, seeds, wer_cell(r.values(dev_part), r.expected)]
         for p in test_parts:
-            cells.append(_cell(r.values(p), r.expected))
+            cells.append(wer_cell(r.values(p), r.expected))
             if base is not None:
                 if r is base:
                     cells.append("baseline")
@@ -54,7 +55,7 @@ def results_markdown(rows: Sequence[Row], dev_part: str, test_parts: Sequence[st
                     rel = relative_change(mean_std(r.values(p))[0], mean_std(base.values(p))[0])
                     cells.append("–" if rel is None else f"{rel:+.1f}%")
         accs = [x.frame_acc for x in r.runs if x.frame_acc is not None]
-        cells.append(_cell(accs, r.expected) if accs else "–")
+        cells.append(wer_cell(accs, r.expected) if accs else "–")
         scales = sorted({x.best_scale for x in r.runs if x.best_scale is not None})
         cells.append(", ".join(f"{s:g}" for s in scales) if scales else "–")
         cells.append(_pooled(sum(x.am_seconds for x in r.runs), sum(x.am_audio_seconds for x in r.runs)))
