@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from lm2am.config import load_section
 from lm2am.data.manifests import cut_texts
 from lm2am.errors import Lm2amError
 from lm2am.io import DoneMarker, atomic_write_text
 
-__all__ = ["cut_texts", "lm_training_data", "run_posteriors"]
+__all__ = ["cut_texts", "LmData", "lm_training_data", "run_posteriors"]
 
 
 def _dev_split(lm_sents: List[str], dev_cuts: Optional[Path], dev_text: Optional[Path], cfg
@@ -30,15 +30,24 @@ def _dev_split(lm_sents: List[str], dev_cuts: Optional[Path], dev_text: Optional
             [s for i, s in enumerate(lm_sents) if i in held])
 
 
+class LmData(NamedTuple):
+    """What a teacher LM trains on: token sequences, their mask spans (None unless the config
+    masks phones of senones, :func:`lm2am.lm.tokens.target_spans`) and the vocabulary size."""
+
+    train: List[Sequence[int]]
+    dev: List[Sequence[int]]
+    vocab_size: int
+    train_spans: Optional[List[Any]] = None
+    dev_spans: Optional[List[Any]] = None
+
+
 def lm_training_data(unit: str, cfg, lang_dir: Path, tree_dir: Optional[Path] = None,
                      lm_text: Optional[Path] = None, targets_dir: Optional[Path] = None,
                      train_part: str = "train-synth", train_cuts: Optional[Path] = None,
-                     dev_cuts: Optional[Path] = None, dev_text: Optional[Path] = None
-                     ) -> Tuple[List[Sequence[int]], List[Sequence[int]], int]:
-    """``(training sequences, dev sequences, vocabulary size)`` of the ``unit`` teacher LM
-    (see steps/train_lm.py for where each part comes from)."""
-    from lm2am.lm.tokens import (TextTokenizer, read_sentences, sample_sentences,
-                                 sequences_from_targets, sequences_from_text)
+                     dev_cuts: Optional[Path] = None, dev_text: Optional[Path] = None) -> LmData:
+    """Training and dev sequences (and spans) and the vocabulary size of the ``unit`` teacher
+    LM (see steps/train_lm.py for where each part comes from)."""
+    from lm2am.lm.tokens import TextTokenizer, read_sentences, sample_sentences, spans_from_text, target_spans
 
     tree = None
     if unit == "senone":
@@ -50,22 +59,35 @@ def lm_training_data(unit: str, cfg, lang_dir: Path, tree_dir: Optional[Path] = 
     lm_sents = read_sentences(lm_text) if lm_text else []
     lm_sents = sample_sentences(lm_sents, cfg.max_lm_sentences, cfg.seed)  # spread over sources
     lm_sents, dev_sents = _dev_split(lm_sents, dev_cuts, dev_text, cfg)
-    train = sequences_from_text(unit, lm_sents, lang_dir, tokenizer=tok, sil_prob=cfg.sil_prob, seed=cfg.seed)
+    span = cfg.mask_span
+    train, spans = spans_from_text(unit, lm_sents, lang_dir, tokenizer=tok, mask_span=span,
+                                   sil_prob=cfg.sil_prob, seed=cfg.seed)
     n_lm = len(train)
     if cfg.include_am_text:
         if targets_dir is not None:
+            from lm2am.lm.tokens import target_tokens
             from lm2am.targets import read_targets
 
-            train += [s for s in sequences_from_targets(read_targets(targets_dir, train_part), unit) if s]
+            reader = read_targets(targets_dir, train_part)
+            for t in (reader[c] for c in reader):
+                seq = target_tokens(t, unit)[0]
+                if seq:
+                    train.append(seq)
+                    if spans is not None:
+                        spans.append(target_spans(t, unit, span))
         elif train_cuts is not None:
-            train += sequences_from_text(unit, cut_texts(train_cuts), lang_dir, tokenizer=tok,
-                                         sil_prob=cfg.sil_prob, seed=cfg.seed + 1)
-    dev = sequences_from_text(unit, dev_sents, lang_dir, tokenizer=tok)
+            more, more_spans = spans_from_text(unit, cut_texts(train_cuts), lang_dir, tokenizer=tok,
+                                               mask_span=span, sil_prob=cfg.sil_prob, seed=cfg.seed + 1)
+            train += more
+            if spans is not None:
+                spans += more_spans
+    dev, dev_spans = spans_from_text(unit, dev_sents, lang_dir, tokenizer=tok, mask_span=span)
     logging.info("%s LM data: %d LM-text + %d AM-transcript training sequences, %d dev sequences; "
-                 "vocabulary %d", unit, n_lm, len(train) - n_lm, len(dev), V)
+                 "vocabulary %d; masking %s spans", unit, n_lm, len(train) - n_lm, len(dev), V,
+                 "phone" if spans is not None else "token")
     if not dev:
         raise Lm2amError("no dev sentences: give --dev-cuts or --dev-text (or a longer --lm-text)")
-    return train, dev, V
+    return LmData(train, dev, V, spans, dev_spans)
 
 
 def _posterior_options(model_dir: Path, config: Optional[Path]) -> Tuple[str, Dict[str, Any]]:
