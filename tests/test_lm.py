@@ -463,14 +463,21 @@ def test_bad_inputs(post_dir, teacher, targets, tmp_path):
 
 def test_storage_report_and_plot(teacher, targets, post_dir, tmp_path):
     r = storage_report(teacher, targets[0], "train", ks=(1, 2, 4, 100), num_cuts=3,
-                       compare_spacing=(2,), post_dir=post_dir)
+                       compare_spacing=(2,), post_dir=post_dir, temperatures=(0.5, 2.0, 4.0))
     ks = {e["k"]: e for e in r["k"]}
+    sweep = {e["temperature"]: e for e in r["temperature_sweep"]}  # at the teacher's top_k, 4
+    assert sweep[2.0]["mean_kept_mass"] == pytest.approx(ks[4]["mean_kept_mass"])  # the teacher's T
+    assert sweep[2.0]["mean_entropy_stored"] == pytest.approx(ks[4]["mean_entropy_topk"])
+    assert sweep[2.0]["mean_entropy_full"] == pytest.approx(r["mean_entropy_full"])
+    assert sweep[0.5]["mean_kept_mass"] > sweep[2.0]["mean_kept_mass"] > sweep[4.0]["mean_kept_mass"]
+    assert sweep[0.5]["mean_entropy_full"] < sweep[2.0]["mean_entropy_full"] < sweep[4.0]["mean_entropy_full"]
+    assert ks[1]["mean_entropy_topk"] == pytest.approx(0.0, abs=1e-9)  # one entry: no uncertainty
     assert ks[1]["mean_kept_mass"] < ks[4]["mean_kept_mass"] <= ks[100]["mean_kept_mass"] + 1e-9
     assert ks[100]["kl_topk_full"] == pytest.approx(0.0, abs=1e-9)  # 100 > vocabulary (76): nothing dropped
     assert ks[4]["bytes"] < ks[100]["bytes"] and ks[1]["smaller_than_dense"] > 10
     assert r["spacing"][0]["kl_exact_spaced"] >= 0
     text = format_storage_report(r)
-    assert "KL(topk||full)" in text and "stored (k=4)" in text
+    assert "KL(topk||full)" in text and "stored (k=4)" in text and "temperature 0.5: top-4 keep" in text
     from lm2am.lm.plots_lm import plot_teacher_posteriors
 
     cut = next(iter(targets[1]))

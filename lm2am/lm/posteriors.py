@@ -364,7 +364,8 @@ def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
                    ks: Sequence[int] = (1, 2, 4, 8, 16, 32), num_cuts: int = 50,
                    temperature: Optional[float] = None, mask_spacing: Optional[int] = None,
                    compare_spacing: Sequence[int] = (), device: Union[str, torch.device] = "cpu",
-                   post_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+                   post_dir: Optional[PathLike] = None, temperatures: Sequence[float] = (),
+                   sweep_k: Optional[int] = None) -> Dict[str, Any]:
     """Evidence for choosing ``top_k``, on the first ``num_cuts`` cuts (C-locale order).
 
     Per ``k``: bytes on disk of this module's layout (exact: the encoded arks' sizes) against
@@ -375,6 +376,9 @@ def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
     ``mask_spacing`` (default: the teacher's). With ``compare_spacing`` (masked LM), also the
     mean ``KL(exact || spaced)`` of the full distributions for each given spacing, i.e. what
     the cheaper masking scheme costs. With ``post_dir``, the stored files' real bytes too.
+    With ``temperatures``: per storage temperature, the mass the top-``sweep_k`` (default: the
+    teacher's ``top_k``) keep and the mean entropy of the stored and full distributions (what
+    a storage temperature below 1 concentrates, above 1 spreads).
     """
     from lm2am.lm.train import load_lm
     from lm2am.targets import read_targets
@@ -409,6 +413,9 @@ def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
         for (toks, pos), p in zip(tp, full) if p is not None) / max(speech, 1)
     for k in ks:
         out["k"].append(_topk_entry(k, ids, tp, full, V, frames, speech, dense))
+    if temperatures:
+        k = cfg.top_k if sweep_k is None else int(sweep_k)
+        out["temperature_sweep"] = [_temperature_entry(t, k, tp, full, temp, V, speech) for t in temperatures]
     if compare_spacing and not model.causal:
         out["spacing"] = []
         exact = full if spacing == 0 else probs_of(0)
@@ -466,6 +473,17 @@ def _topk_entry(k: int, ids: Sequence[str], tp: TokensAndPositions,
             "mean_entropy_topk": ent_sum / max(speech, 1)}
 
 
+def _temperature_entry(t: float, k: int, tp: TokensAndPositions, full: Sequence[Optional[torch.Tensor]],
+                       temp: float, V: int, speech: int) -> Dict[str, Any]:
+    """Kept mass at top-``k`` and mean entropies per speech frame at storage temperature ``t``
+    (``full`` holds the distributions at ``temp``: their logits are ``temp * log p`` + const)."""
+    sums = dict.fromkeys(STAT_SUMS, 0.0)
+    for (toks, pos), p in zip(tp, full):
+        if p is not None:
+            _add_frame_stats(sums, pos, topk_with_stats(temp * torch.log(p.clamp_min(1e-300)), k, t))
+    return {"temperature": t, "k": min(k, V), **{"mean_" + n[:-4]: v / max(speech, 1) for n, v in sums.items()}}
+
+
 def _mean_kl(tp: TokensAndPositions, exact: Sequence[Optional[torch.Tensor]],
              other: Sequence[Optional[torch.Tensor]], speech: int) -> float:
     """Mean ``KL(exact || other)`` per speech frame."""
@@ -494,6 +512,9 @@ def format_storage_report(r: Mapping[str, Any]) -> str:
                      f"{e['kl_topk_full']:>15.4f} {e['mean_entropy_topk']:>8.4f}")
     lines.append("KL(full||topk) is infinite when mass is dropped; KL(topk||full) = -log(kept mass); "
                  "entropy (nats) of the renormalized top-k; all averaged over speech frames")
+    for e in r.get("temperature_sweep", []):
+        lines.append(f"temperature {e['temperature']:g}: top-{e['k']} keep {e['mean_kept_mass']:.4f} of the mass; "
+                     f"entropy {e['mean_entropy_stored']:.4f} stored, {e['mean_entropy_full']:.4f} full (nats)")
     for e in r.get("spacing", []):
         lines.append(f"mask_spacing {e['mask_spacing']}: KL(exact || spaced) {e['kl_exact_spaced']:.4f} "
                      "nats per speech frame (temperature applied)")

@@ -109,6 +109,7 @@ def run_posteriors(model_dir: Path, targets_dir: Path, part: str, out_dir: Path,
                    config: Optional[Path] = None, job: Optional[int] = None, num_jobs: int = 1,
                    merge: bool = False, device: str = "cpu", num_threads: int = 1,
                    report_cuts: int = 50, report_ks: str = "1,2,4,8,16,32", report_spacing: str = "4,8,16",
+                   report_temperatures: str = "0.5,1,2",
                    plot: int = 1, lang_dir: Optional[Path] = None, tree_dir: Optional[Path] = None
                    ) -> Optional[str]:
     """steps/compute_posteriors.py: shard ``job`` only; or (``merge``) the merge of all shards;
@@ -130,13 +131,14 @@ def run_posteriors(model_dir: Path, targets_dir: Path, part: str, out_dir: Path,
     summary = (f"{unit} posteriors {part}: {info['cuts']} cuts, {info['bytes_per_frame']} bytes/frame "
                f"(dense float32: {info['dense_float32_bytes_per_frame']})")
     marker = DoneMarker(out_dir / ".report.done",
-                        {"cuts": report_cuts, "ks": report_ks, "plot": plot, "spacing": report_spacing},
+                        {"cuts": report_cuts, "ks": report_ks, "plot": plot, "spacing": report_spacing,
+                         "temperatures": report_temperatures},
                         inputs=[out_dir / "post_info.json"])
     if marker.is_done():
         return summary
     if report_cuts > 0:
         _storage_report(model_dir, targets_dir, part, out_dir, report_cuts, report_ks, report_spacing,
-                        device, opts)
+                        device, opts, report_temperatures)
     if plot > 0:
         _plot_posteriors(unit, targets_dir, part, out_dir, plot, lang_dir, tree_dir)
     marker.mark()
@@ -144,14 +146,16 @@ def run_posteriors(model_dir: Path, targets_dir: Path, part: str, out_dir: Path,
 
 
 def _storage_report(model_dir: Path, targets_dir: Path, part: str, out_dir: Path, num_cuts: int,
-                    ks: str, spacing: str, device: str, opts: Dict[str, Any]) -> None:
-    """``storage_report.txt``: bytes and KL of several top-k (and mask spacings)."""
+                    ks: str, spacing: str, device: str, opts: Dict[str, Any], temperatures: str = "") -> None:
+    """``storage_report.txt``: bytes and KL of several top-k (and mask spacings, and the kept
+    mass and entropies at other storage temperatures)."""
     from lm2am.lm.posteriors import format_storage_report, storage_report
 
     r = storage_report(model_dir, targets_dir, part, ks=[int(k) for k in ks.split(",") if k.strip()],
                        num_cuts=num_cuts, device=device, post_dir=out_dir,
                        compare_spacing=[int(x) for x in spacing.split(",") if x.strip()],
-                       **{k: v for k, v in opts.items() if k != "top_k"})
+                       temperatures=[float(x) for x in temperatures.split(",") if x.strip()],
+                       sweep_k=opts.get("top_k"), **{k: v for k, v in opts.items() if k != "top_k"})
     text = format_storage_report(r)
     atomic_write_text(out_dir / "storage_report.txt", text)
     logging.info("storage report (%s):\n%s", out_dir / "storage_report.txt", text)
