@@ -662,3 +662,27 @@ def test_mask_span_config():
         with pytest.raises(Lm2amError, match=msg) as e:
             from_dict(LmConfig, bad, "lm")
         assert "\n" not in str(e.value)
+
+
+def test_training_data_spans(tmp_path, tree, lang_dir, targets, tok):
+    """lm_training_data gives a span label per token of every training and dev sequence (text
+    and AM transcripts alike) with mask_span phone, and none otherwise."""
+    from lm2am.lm.scoring import span_index
+    from lm2am.lm.stage import lm_training_data
+    from lm2am.lm.tokens import target_spans
+
+    tree.save(tmp_path / "tree" / "tree.json")
+    (tmp_path / "lm.txt").write_text("\n".join(SENTENCES * 3) + "\n")
+    cfg = LmConfig(**TINY, mask_span="phone", max_dev_sentences=4)
+    d = lm_training_data("senone", cfg, lang_dir, tmp_path / "tree", tmp_path / "lm.txt", targets[0], "train")
+    assert len(d.train_spans) == len(d.train) and len(d.dev_spans) == len(d.dev) > 0
+    for seqs, spans in ((d.train, d.train_spans), (d.dev, d.dev_spans)):
+        assert all(len(s) == len(sp) for s, sp in zip(seqs, spans))
+    ali = [t for t in targets[1].values() if t.senone_tokens]  # the AM transcripts come last
+    for s, sp, t in zip(d.train[-len(ali):], d.train_spans[-len(ali):], ali):
+        assert s == t.senone_tokens
+        np.testing.assert_array_equal(span_index(sp), span_index(target_spans(t, "senone", "phone")))
+    assert max(span_index(sp)[-1] + 1 for sp in d.train_spans) < max(len(s) for s in d.train)  # phones, not tokens
+    d = lm_training_data("senone", LmConfig(**TINY), lang_dir, tmp_path / "tree", tmp_path / "lm.txt",
+                         targets[0], "train")
+    assert d.train_spans is None and d.dev_spans is None
