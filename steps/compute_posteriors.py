@@ -34,6 +34,8 @@ def main() -> None:
                    help="torch CPU threads per job (output bytes are reproducible per thread count)")
     p.add_argument("--report-cuts", type=int, default=50, help="cuts in the storage report (0: none)")
     p.add_argument("--report-ks", default="1,2,4,8,16,32", help="k values of the storage report")
+    p.add_argument("--report-temperatures", default="0.5,1,2",
+                   help="kept top-k mass and entropies at these storage temperatures, in the report")
     p.add_argument("--report-spacing", default="4,8,16",
                    help="masked LM: KL of these mask spacings from the exact scheme, in the report")
     p.add_argument("--plot", type=int, default=1, help="heatmaps of this many cuts (0: none)")
@@ -57,7 +59,8 @@ def main() -> None:
     summary = run_posteriors(args.model_dir, args.targets_dir, args.part, args.out_dir, config=args.config,
                              job=args.job, num_jobs=args.num_jobs, merge=args.merge, device=args.device,
                              num_threads=args.num_threads, report_cuts=args.report_cuts,
-                             report_ks=args.report_ks, report_spacing=args.report_spacing, plot=args.plot,
+                             report_ks=args.report_ks, report_spacing=args.report_spacing,
+                             report_temperatures=args.report_temperatures, plot=args.plot,
                              lang_dir=args.lang_dir, tree_dir=args.tree_dir)
     if summary is not None:
         print(summary)

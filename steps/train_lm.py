@@ -73,9 +73,10 @@ def main() -> None:
 
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    train, dev, V = lm_training_data(args.unit, cfg, args.lang_dir, args.tree_dir, args.lm_text, args.targets_dir,
-                                     args.train_part, args.train_cuts, args.dev_cuts, args.dev_text)
-    train_lm(args.unit, train, dev, V, cfg, args.out_dir, device=args.device)
+    data = lm_training_data(args.unit, cfg, args.lang_dir, args.tree_dir, args.lm_text, args.targets_dir,
+                            args.train_part, args.train_cuts, args.dev_cuts, args.dev_text)
+    train_lm(args.unit, data.train, data.dev, data.vocab_size, cfg, args.out_dir, device=args.device,
+             train_spans=data.train_spans, dev_spans=data.dev_spans)
     marker.mark()
 
 

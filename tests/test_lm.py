@@ -490,8 +490,15 @@ def test_storage_report_and_plot(teacher, targets, post_dir, tmp_path):
     default = LmConfig().mask_spacing
     assert default == 8
     r = storage_report(teacher, targets[0], "train", ks=(1, 2, 4, 100), num_cuts=3,
-                       compare_spacing=(0, 2, default), post_dir=post_dir)
+                       compare_spacing=(0, 2, default), post_dir=post_dir, temperatures=(0.5, 2.0, 4.0))
     ks = {e["k"]: e for e in r["k"]}
+    sweep = {e["temperature"]: e for e in r["temperature_sweep"]}  # at the teacher's top_k, 4
+    assert sweep[2.0]["mean_kept_mass"] == pytest.approx(ks[4]["mean_kept_mass"])  # the teacher's T
+    assert sweep[2.0]["mean_entropy_stored"] == pytest.approx(ks[4]["mean_entropy_topk"])
+    assert sweep[2.0]["mean_entropy_full"] == pytest.approx(r["mean_entropy_full"])
+    assert sweep[0.5]["mean_kept_mass"] > sweep[2.0]["mean_kept_mass"] > sweep[4.0]["mean_kept_mass"]
+    assert sweep[0.5]["mean_entropy_full"] < sweep[2.0]["mean_entropy_full"] < sweep[4.0]["mean_entropy_full"]
+    assert ks[1]["mean_entropy_topk"] == pytest.approx(0.0, abs=1e-9)  # one entry: no uncertainty
     assert ks[1]["mean_kept_mass"] < ks[4]["mean_kept_mass"] <= ks[100]["mean_kept_mass"] + 1e-9
     assert ks[100]["kl_topk_full"] == pytest.approx(0.0, abs=1e-9)  # 100 > vocabulary (76): nothing dropped
     assert ks[4]["bytes"] < ks[100]["bytes"] and ks[1]["smaller_than_dense"] > 10
@@ -504,10 +511,212 @@ def test_storage_report_and_plot(teacher, targets, post_dir, tmp_path):
         # (rel 1e-6: float32 logits of differently batched rows)
         assert 0.0 < kl[sp] <= bound and kl[sp] == pytest.approx(want, rel=1e-6), (sp, kl[sp], want, bound)
     text = format_storage_report(r)
-    assert "KL(topk||full)" in text and "stored (k=4)" in text
+    assert "KL(topk||full)" in text and "stored (k=4)" in text and "temperature 0.5: top-4 keep" in text
     from lm2am.lm.plots_lm import plot_teacher_posteriors
 
     cut = next(iter(targets[1]))
     png = tmp_path / "p.png"
     plot_teacher_posteriors(post_dir, cut, png, reference=targets[1][cut].senone)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- phone-span masking
+
+
+@pytest.mark.parametrize("sil_after", [(), (0,)])
+def test_text_spans_equal_alignment_spans(sil_after, tok, tree, lang_dir):
+    from lm2am.lm.scoring import span_index
+    from lm2am.lm.tokens import spans_from_text, target_spans
+
+    for i, s in enumerate(SENTENCES):
+        t = synth_targets(s, tok, tree, sil_after=sil_after, seed=i)
+        seqs, spans = spans_from_text("senone", [s], lang_dir, tokenizer=tok, mask_span="phone",
+                                      drop_empty=False)
+        ali = target_spans(t, "senone", "phone")
+        if not seqs[0]:
+            assert len(ali) == 0
+            continue
+        assert len(spans[0]) == len(seqs[0])
+        np.testing.assert_array_equal(span_index(spans[0]), span_index(ali))
+        assert span_index(ali)[-1] + 1 == len(t.phone_tokens)  # one span per phone token
+    assert target_spans(t, "senone", "token") is None and target_spans(t, "phone", "phone") is None
+    assert spans_from_text("senone", SENTENCES, lang_dir, tokenizer=tok)[1] is None
+
+
+def _span_reference(model: TransformerLM, seq: Sequence[int], labels: np.ndarray, spacing: int
+                    ) -> torch.Tensor:
+    """The definition, unbatched: per window, copy c masks the owned spans c, c + P, ... whole."""
+    L = model.max_len
+    out = torch.empty(len(seq), model.vocab_size)
+    with torch.no_grad():
+        for ws, we, os_, oe in plan_windows(len(seq), L, L // 4, L // 4):
+            win = labels[ws:we]
+            owned = sorted(set(win[os_ - ws:oe - ws].tolist()))
+            copies = len(owned) if spacing == 0 else min(spacing, len(owned))
+            for c in range(copies):
+                chosen = owned[c::copies]
+                x = torch.tensor([list(seq[ws:we])])
+                x[0, torch.from_numpy(np.isin(win, chosen))] = model.mask_id
+                logits = model(x)[0]
+                for j in range(os_, oe):
+                    if labels[j] in chosen:
+                        out[j] = logits[j - ws]
+    return out
+
+
+@pytest.mark.parametrize("spacing", [0, 2])
+def test_span_scoring_equals_one_forward_per_copy(spacing):
+    torch.manual_seed(0)
+    model = TransformerLM(23, LmConfig(**{**TINY, "dropout": 0.1})).eval()
+    rng = np.random.default_rng(0)
+    seqs, spans = [], []
+    for n in (1, 3, 7, 16, 40, 0):  # 40 > max_len: windows, spans cut by window edges
+        seqs.append(rng.integers(0, 23, n).tolist())
+        spans.append(np.sort(rng.integers(0, max(n // 2, 1), n)) * 10)  # labels need not be 0, 1, ..
+    got = score_sequences(model, seqs, lambda i, lg: lg, spacing=spacing, batch_tokens=64, spans=spans)
+    for s, lab, g in zip(seqs, spans, got):
+        if s:
+            torch.testing.assert_close(g, _span_reference(model, s, lab, spacing), atol=2e-5, rtol=1e-4)
+    # spans of one token each are token masking
+    single = [np.arange(len(s)) for s in seqs]
+    for a, b in zip(score_sequences(model, seqs, lambda i, lg: lg, spacing=spacing, spans=single),
+                    score_sequences(model, seqs, lambda i, lg: lg, spacing=spacing)):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
+def test_span_noise_is_per_span():
+    from lm2am.lm.train import _masked_batch
+
+    model = TransformerLM(12, LmConfig(**TINY))
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 12, n) for n in (9, 16, 4)]
+    spans = [np.repeat(np.arange(n), 3)[:len(s)] for n, s in zip((3, 6, 2), seqs)]
+    for seed in range(20):
+        inp, pad, target = _masked_batch(model, seqs, 0.3, torch.Generator().manual_seed(seed), spans)
+        for b, sp in enumerate(spans):
+            picked = (target[b, :len(sp)] >= 0).numpy()
+            masked = (inp[b, :len(sp)] == model.mask_id).numpy()
+            assert picked.any()
+            for j in np.unique(sp):  # a span is predicted whole, and masked whole or not at all
+                assert len(set(picked[sp == j])) == 1 and len(set(masked[sp == j])) == 1
+    # no spans = spans of one token each (token masking's draws unchanged)
+    one = [np.arange(len(s)) for s in seqs]
+    for a, b in zip(_masked_batch(model, seqs, 0.3, torch.Generator().manual_seed(3)),
+                    _masked_batch(model, seqs, 0.3, torch.Generator().manual_seed(3), one)):
+        assert torch.equal(a, b)
+
+
+def _iid_phone_targets(n: int, num_phones: int, seed: int) -> Dict[str, FrameTargets]:
+    """Cuts of i.i.d. uniform phones 1..num_phones, 3 HMM states each, senone 3(p-1)+s (one per
+    state, context-free), 1-2 frames per state. A senone is then fixed by the other states of its
+    phone (Bayes entropy 0 given its neighbours) but uniform over num_phones given the other
+    phones (Bayes entropy log num_phones): the two masking schemes' limits."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for u in range(n):
+        sen: List[int] = []
+        for p in rng.integers(1, num_phones + 1, rng.integers(8, 16)):
+            for s in range(3):
+                sen += [3 * (p - 1) + s] * int(rng.integers(1, 3))
+        sen_a = np.asarray(sen, np.int32)
+        T = len(sen_a)
+        new = np.r_[True, sen_a[1:] != sen_a[:-1]]
+        new_phone = np.r_[True, sen_a[1:] % 3 < sen_a[:-1] % 3] | (new & (sen_a % 3 == 0))
+        zero = np.zeros(T, np.int32)
+        out[f"u{seed}-{u:03d}"] = FrameTargets(
+            sen_a, (sen_a // 3 + 1).astype(np.int32), zero, zero, (np.cumsum(new_phone) - 1).astype(np.int32),
+            (np.cumsum(new) - 1).astype(np.int32), np.zeros(T, bool), [0])
+    return out
+
+
+def test_phone_masked_senone_teacher_is_softer(tmp_path):
+    """Same data, seed and size: the teacher trained and scored with mask_span phone is softer
+    than the token-masked one, by at least half the fixture's Bayes gap (log P nats), and its
+    stored posteriors have the same layout."""
+    from lm2am.lm.tokens import target_spans
+
+    P = 6
+    train, dev = _iid_phone_targets(80, P, 0), _iid_phone_targets(10, P, 1)
+    write_targets(train, tmp_path / "targets", "train", num_senones=3 * P, num_phones=P + 1, num_subwords=1)
+    info, report, shapes = {}, {}, {}
+    for span in ("token", "phone"):
+        cfg = LmConfig(**{**TINY, "d_model": 32, "ffn_dim": 64, "max_len": 64, "batch_tokens": 512},
+                       epochs=25, mask_prob=0.25, mask_span=span, top_k=8)
+        d = tmp_path / span
+        report[span] = train_lm(
+            "senone", [target_tokens(t, "senone")[0] for t in train.values()],
+            [target_tokens(t, "senone")[0] for t in dev.values()], 3 * P, cfg, d, progress=False,
+            train_spans=[target_spans(t, "senone", span) for t in train.values()],
+            dev_spans=[target_spans(t, "senone", span) for t in dev.values()])
+        for j in (1, 2):
+            compute_posteriors(d, tmp_path / "targets", "train", d / "post", job=j, num_jobs=2, progress=False)
+        info[span] = merge_posteriors(d, tmp_path / "targets", "train", d / "post", num_jobs=2)
+        reader = PosteriorReader(d / "post")
+        shapes[span] = {c: reader.read_matrix(c).shape for c in reader.keys()}
+    assert info["phone"]["mask_span"] == "phone" and info["token"]["mask_span"] == "token"
+    gap = 0.5 * np.log(P)
+    assert info["phone"]["mean_entropy_stored"] > info["token"]["mean_entropy_stored"] + gap, info
+    assert info["phone"]["mean_entropy_full"] > info["token"]["mean_entropy_full"] + gap, info
+    assert np.log(report["phone"]["dev_perplexity"]) > np.log(report["token"]["dev_perplexity"]) + gap
+    assert report["phone"]["mask_span"] == "phone"
+    assert 0 < info["token"]["mean_kept_mass"] <= 1 and 0 < info["phone"]["mean_kept_mass"] <= 1
+    assert shapes["phone"] == shapes["token"]  # one row per token run + sentinel, [R + 1, 2 + 2k]
+    ids = sorted(train)[:3]
+    T = [train[c].num_frames for c in ids]
+    a, b = (load_teacher_posteriors(tmp_path / s / "post", ids, T) for s in ("token", "phone"))
+    assert a.probs.shape == b.probs.shape and torch.equal(a.mask, b.mask)
+    # the stored values are the span-masked scores (the definition, one forward per copy)
+    model, _ = load_lm(tmp_path / "phone" / "final.pt")
+    reader = PosteriorReader(tmp_path / "phone" / "post")
+    for c in ids:
+        toks, pos = target_tokens(train[c], "senone")
+        _, probs, speech = reader.frames(c, train[c].num_frames)
+        ref = _span_reference(model, toks, target_spans(train[c], "senone", "phone"), 8)
+        np.testing.assert_allclose(probs[speech], topk_posteriors(ref, 8, 1.0)[1][pos[speech]], atol=1e-5)
+
+
+def test_mask_span_needs_spans(tmp_path):
+    seqs = [[0, 1, 2, 3, 4, 5]]
+    cfg = LmConfig(**TINY, mask_span="phone", max_steps=1)
+    with pytest.raises(Lm2amError, match="mask_span phone needs the training sequences' spans"):
+        train_lm("senone", seqs, seqs, 6, cfg, tmp_path, progress=False)
+
+
+def test_mask_span_config():
+    from lm2am.config import from_dict
+
+    cfg = from_dict(LmConfig, {"mask_span": "phone"}, "lm")
+    assert cfg.for_unit("senone").mask_span == "phone" and cfg.for_unit("subword").mask_span == "token"
+    cfg = from_dict(LmConfig, {"units": {"senone": {"mask_span": "phone"}}}, "lm")
+    assert cfg.for_unit("senone").mask_span == "phone" and cfg.for_unit("phone").mask_span == "token"
+    for bad, msg in (({"mask_span": "word"}, r"^lm\.mask_span: must be one of token, phone"),
+                     ({"mask_span": "phone", "arch": "causal"}, r"^lm\.mask_span: 'phone' needs arch masked"),
+                     ({"units": {"subword": {"mask_span": "phone"}}}, r"^lm\.units\.subword\.mask_span: "),
+                     ({"units": {"senone": {"mask_span": 3}}}, r"lm\.units\.senone\.mask_span")):
+        with pytest.raises(Lm2amError, match=msg) as e:
+            from_dict(LmConfig, bad, "lm")
+        assert "\n" not in str(e.value)
+
+
+def test_training_data_spans(tmp_path, tree, lang_dir, targets, tok):
+    """lm_training_data gives a span label per token of every training and dev sequence (text
+    and AM transcripts alike) with mask_span phone, and none otherwise."""
+    from lm2am.lm.scoring import span_index
+    from lm2am.lm.stage import lm_training_data
+    from lm2am.lm.tokens import target_spans
+
+    tree.save(tmp_path / "tree" / "tree.json")
+    (tmp_path / "lm.txt").write_text("\n".join(SENTENCES * 3) + "\n")
+    cfg = LmConfig(**TINY, mask_span="phone", max_dev_sentences=4)
+    d = lm_training_data("senone", cfg, lang_dir, tmp_path / "tree", tmp_path / "lm.txt", targets[0], "train")
+    assert len(d.train_spans) == len(d.train) and len(d.dev_spans) == len(d.dev) > 0
+    for seqs, spans in ((d.train, d.train_spans), (d.dev, d.dev_spans)):
+        assert all(len(s) == len(sp) for s, sp in zip(seqs, spans))
+    ali = [t for t in targets[1].values() if t.senone_tokens]  # the AM transcripts come last
+    for s, sp, t in zip(d.train[-len(ali):], d.train_spans[-len(ali):], ali):
+        assert s == t.senone_tokens
+        np.testing.assert_array_equal(span_index(sp), span_index(target_spans(t, "senone", "phone")))
+    assert max(span_index(sp)[-1] + 1 for sp in d.train_spans) < max(len(s) for s in d.train)  # phones, not tokens
+    d = lm_training_data("senone", LmConfig(**TINY), lang_dir, tmp_path / "tree", tmp_path / "lm.txt",
+                         targets[0], "train")
+    assert d.train_spans is None and d.dev_spans is None

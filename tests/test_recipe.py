@@ -276,6 +276,9 @@ def test_teachers_beat_unigram(tiny_trained: Path):
         assert rep["dev_perplexity"] < rep["unigram_dev_perplexity"], (unit, rep["dev_perplexity"])
         for part in ("train-synth", "dev-synth"):
             assert (tiny_trained / f"exp/lm_{unit}/post_{part}/post.scp").is_file()
+            info = json.loads((tiny_trained / f"exp/lm_{unit}/post_{part}/post_info.json").read_text())
+            assert info["mask_span"] == ("phone" if unit == "senone" else "token")  # conf/tiny.yaml
+            assert 0 < info["mean_kept_mass"] <= 1 and info["mean_entropy_stored"] >= 0 and info["mean_entropy_full"] > 0
 
 
 def test_every_system_trained_and_evaluated(tiny_trained: Path):

@@ -187,3 +187,29 @@ def test_wer_breakdown_by_condition_and_voice(tmp_path):
                  "flite:awb": 100 * 1 / 6, "espeak:en-us": 100.0}
     table = breakdown_table({"ce": wer_by_group(d, groups)})
     assert "| ce | 37.50 | 0.00 | 50.00 | 100.00 | 100.00 | 16.67 |" in table
+
+
+def test_teacher_section(exp: Path):
+    """RESULTS.md shows each teacher's perplexity vs unigram and its posteriors' kept mass and
+    entropies, one row per posterior part; a teacher without posteriors still has its row."""
+    sen = exp / "lm_senone"
+    (sen / "post_train").mkdir(parents=True)
+    (sen / "report.json").write_text(json.dumps({"arch": "masked", "mask_span": "phone", "dev_perplexity": 6.0,
+                                                 "unigram_dev_perplexity": 24.0}))
+    (sen / "post_train/post_info.json").write_text(json.dumps(
+        {"top_k": 8, "temperature": 2.0, "mean_kept_mass": 0.8125, "mean_entropy_stored": 1.25,
+         "mean_entropy_full": 1.5}))
+    (exp / "lm_subword").mkdir()
+    (exp / "lm_subword/report.json").write_text(json.dumps({"arch": "causal", "dev_perplexity": 50.0,
+                                                            "unigram_dev_perplexity": 100.0}))
+    (exp / "lm_phone_unfinished").mkdir()  # no report.json: no row
+    make_results(exp, [("ce", None)], DEV, TESTS)
+    md = (exp / "RESULTS.md").read_text()
+    assert "## Teacher LMs" in md and "lm_phone_unfinished" not in md and "| phone_unfinished |" not in md
+    header = table_row(md, "teacher")
+    sen_row = dict(zip(header, table_row(md, "senone")))
+    assert sen_row == {"teacher": "senone", "masking": "masked, phone", "dev ppl": "6.00", "unigram ppl": "24.00",
+                       "ppl / unigram": "0.250", "part": "train", "T": "2.00", "k": "8", "kept mass": "0.812",
+                       "entropy stored": "1.250", "entropy full": "1.500"}
+    sub_row = dict(zip(header, table_row(md, "subword")))
+    assert sub_row["masking"] == "causal" and sub_row["part"] == "–" and sub_row["kept mass"] == "–"

@@ -13,7 +13,11 @@ result. Two kinds (``arch``):
 * ``masked`` (default, BERT-style): bidirectional; trained to predict randomly chosen positions
   (``mask_prob``; of those 80 % replaced by ``<mask>``, 10 % by a random token, 10 % kept) from
   the rest. Its teacher distribution for position ``i`` is ``p(x_i | x_{\\i})`` with ``x_i``
-  masked.
+  masked. With ``mask_span: phone`` (senones) the unit of masking is a phone occurrence: all
+  its HMM-state tokens are masked together in training and scoring, and position ``i`` gets
+  ``p(x_i | tokens of the other phones)`` (whose context-dependent senones still hint at it).
+  With single-token masking the other states of the same phone give a senone away, so that
+  teacher is near one-hot.
 * ``causal``: left-to-right with a ``<bos>`` prefix; position ``i``'s distribution is
   ``p(x_i | x_{<i})``. Cheaper (one forward per sequence) but sees only the left context.
 
@@ -34,11 +38,13 @@ import torch
 from torch import nn
 
 from lm2am.errors import Lm2amError
-from lm2am.config import check_range
+from lm2am.config import RangeError, check_range
 
-__all__ = ["LmConfig", "TransformerLM", "ARCHS", "POSTERIOR_KEYS"]
+__all__ = ["LmConfig", "TransformerLM", "ARCHS", "MASK_SPANS", "POSTERIOR_KEYS"]
 
 ARCHS = ("masked", "causal")
+#: What a masked LM masks as one: a token, or all tokens of one phone occurrence (``mask_span``).
+MASK_SPANS = ("token", "phone")
 #: LmConfig keys used only when scoring (posteriors, dev perplexity), not by training.
 POSTERIOR_KEYS = ("temperature", "top_k", "mask_spacing", "eval_batch_tokens")
 _UNITS = ("senone", "phone", "subword")
@@ -61,7 +67,12 @@ class LmConfig:
     max_len: int = 256  # tokens per window (longer sequences: crops / overlapping windows)
     conv_kernel: int = 5  # local convolution over the embeddings (0: none); see the module doc
     # training
-    mask_prob: float = 0.15  # masked LM: fraction of positions predicted per sequence
+    mask_prob: float = 0.15  # masked LM: fraction of positions (spans) predicted per sequence
+    # masked LM, training and scoring: what is masked together. token: one token (a senone is
+    # then read off the other states of its phone: pseudo-ppl ~1.0); phone: all tokens of one
+    # phone occurrence, so a senone is predicted from the other phones. Changes the senone
+    # teacher only (a phone token is one phone; subword tokens are not phone-aligned: token)
+    mask_span: str = "token"
     epochs: int = 5
     max_steps: Optional[int] = None  # stop after this many updates (None: epochs decide)
     batch_tokens: int = 4096  # padded tokens per training batch
@@ -87,6 +98,10 @@ class LmConfig:
         check_range(self, "seed", 0)
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.mask_span not in MASK_SPANS:
+            raise RangeError("mask_span", f"must be one of {', '.join(MASK_SPANS)}, got {self.mask_span!r}")
+        if self.mask_span != "token" and self.arch != "masked":
+            raise RangeError("mask_span", f"{self.mask_span!r} needs arch masked (a causal LM masks nothing)")
         for name in ("num_layers", "d_model", "num_heads", "ffn_dim", "max_len", "epochs",
                      "batch_tokens", "eval_batch_tokens", "top_k", "checkpoint_every",
                      "max_dev_sentences"):
@@ -123,12 +138,19 @@ class LmConfig:
             bad = sorted(set(over) - {f.name for f in dataclasses.fields(self)} | ({"units"} & set(over)))
             if bad:
                 raise ValueError(f"units.{unit}: unknown key {bad[0]!r}")
+            if unit == "subword" and over.get("mask_span") == "phone":
+                raise RangeError("units.subword.mask_span", "'phone' does not apply to subword tokens "
+                                 "(they are not phone-aligned); use token")
+            if over:
+                self.for_unit(unit)  # the merged values checked now (stage 0), not at stage 12
 
     def for_unit(self, unit: str) -> "LmConfig":
         """This config with ``units[unit]``'s overrides applied (and type-checked)."""
         from lm2am.config import from_dict
 
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "units"}
+        if unit == "subword":  # a global mask_span: phone is for the phone-aligned units
+            d["mask_span"] = "token"
         d.update(self.units.get(unit, {}))
         return from_dict(LmConfig, d, f"lm.units.{unit}")
 

@@ -26,7 +26,11 @@ maximal range of consecutive frames with the same position) rather than once per
 * ``post.scp``: all shards' scp lines, C-locale sorted by cut id (written by
   :func:`merge_posteriors`).
 * ``post_info.json``: unit, vocabulary size, ``top_k``, temperature, arch, ``mask_spacing``,
-  counts, bytes and bytes per frame; written last, the completion signal the loader requires.
+  ``mask_span``, counts, bytes and bytes per frame, and the teacher's quality over all speech
+  frames (each token weighted by its frames): ``mean_kept_mass`` (of the full distribution at
+  the storage temperature, what the top-k keep), ``mean_entropy_stored`` (nats, the stored
+  renormalized top-k) and ``mean_entropy_full``; written last, the completion signal the
+  loader requires.
 * ``.post.<J>.done`` (fingerprint of model, targets and options), ``post.<J>.json`` (shard
   counts), ``storage_report.txt``, ``plots/``.
 
@@ -59,11 +63,11 @@ import torch
 from lm2am.errors import Lm2amError
 from lm2am.io import DoneMarker, atomic_path, atomic_write_text
 from lm2am.lm.scoring import score_sequences
-from lm2am.lm.tokens import check_unit, target_tokens
+from lm2am.lm.tokens import check_unit, target_spans, target_tokens
 
 log = logging.getLogger(__name__)
 
-__all__ = ["pos_runs", "encode_rows", "topk_posteriors", "shard_cut_ids", "compute_posteriors",
+__all__ = ["pos_runs", "encode_rows", "topk_posteriors", "topk_with_stats", "shard_cut_ids", "compute_posteriors",
            "merge_posteriors", "storage_report", "format_storage_report", "FORMAT", "VERSION"]
 
 FORMAT = "lm2am-teacher-posteriors"
@@ -98,16 +102,31 @@ def topk_posteriors(logits: torch.Tensor, k: int, temperature: float = 1.0
     """``softmax(logits / temperature)`` per row, its ``k`` largest entries renormalized:
     ``(indices int64 [n, k], probs float32 [n, k])``, descending; spare entries (``k > V``)
     are index -1, probability 0."""
+    return topk_with_stats(logits, k, temperature)[:2]
+
+
+def topk_with_stats(logits: torch.Tensor, k: int, temperature: float = 1.0
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`topk_posteriors` plus, per row, the mass the top-k keep of the full
+    distribution and the full distribution's entropy (nats), both float64 ``[n]``."""
     n, V = logits.shape
     p = torch.softmax(logits.double() / temperature, dim=-1)
     kk = min(k, V)
     val, idx = torch.topk(p, kk, dim=-1)
-    val = val / val.sum(-1, keepdim=True)
+    mass = val.sum(-1)
+    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
+    val = val / mass.unsqueeze(-1)
     out_i = np.full((n, k), -1, dtype=np.int64)
     out_p = np.zeros((n, k), dtype=np.float32)
     out_i[:, :kk] = idx.numpy()
     out_p[:, :kk] = val.numpy().astype(np.float32)
-    return out_i, out_p
+    return out_i, out_p, mass.numpy(), entropy.numpy()
+
+
+def entropy_rows(probs: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each row of a probability matrix (zeros ignored), float64 ``[n]``."""
+    p = np.asarray(probs, dtype=np.float64)
+    return -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1)
 
 
 def encode_rows(pos: np.ndarray, idx: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -159,7 +178,7 @@ def _options(meta: Mapping[str, Any], top_k: Optional[int], temperature: Optiona
     if t < 0.1:
         raise Lm2amError(f"temperature must be >= 0.1, got {t}")
     return {"unit": meta["unit"], "vocab_size": meta["vocab_size"], "arch": cfg.arch,
-            "top_k": k, "temperature": t, "mask_spacing": s}
+            "top_k": k, "temperature": t, "mask_spacing": s, "mask_span": cfg.mask_span}
 
 
 def compute_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_dir: PathLike, *,
@@ -244,19 +263,24 @@ def _write_shard(model: Any, reader: Any, cut_ids: List[str], unit: str, opts: M
 
     k, temp = opts["top_k"], opts["temperature"]
     counts = {"cuts": 0, "frames": 0, "speech_frames": 0, "runs": 0, "tokens": 0}
+    sums = dict.fromkeys(STAT_SUMS, 0.0)
     lines: List[str] = []
     with atomic_path(ark) as tmp_ark:
         with open(tmp_ark, "wb") as f:
             for c0 in range(0, len(cut_ids), CHUNK):
                 ids = cut_ids[c0:c0 + CHUNK]
-                tp = [target_tokens(reader[c], unit) for c in ids]
-                tops = score_sequences(model, [t for t, _ in tp], lambda i, lg: topk_posteriors(lg, k, temp),
+                ts = [reader[c] for c in ids]
+                tp = [target_tokens(t, unit) for t in ts]
+                spans = [target_spans(t, unit, opts["mask_span"]) for t in ts]
+                tops = score_sequences(model, [t for t, _ in tp], lambda i, lg: topk_with_stats(lg, k, temp),
                                        spacing=opts["mask_spacing"], batch_tokens=batch_tokens,
-                                       device=torch.device(device))
+                                       device=torch.device(device),
+                                       spans=spans if opts["mask_span"] != "token" else None)
                 for cid, (toks, pos), top in zip(ids, tp, tops):
                     if top is None:
-                        top = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
-                    m = encode_rows(pos, *top)
+                        top = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32), np.zeros(0), np.zeros(0))
+                    m = encode_rows(pos, *top[:2])
+                    _add_frame_stats(sums, pos, top)
                     f.write(cid.encode() + b" ")
                     lines.append(f"{cid} {ark}:{f.tell()}\n")
                     write_array(f, m)
@@ -266,7 +290,20 @@ def _write_shard(model: Any, reader: Any, cut_ids: List[str], unit: str, opts: M
                     counts["runs"] += m.shape[0] - 1
                     counts["tokens"] += len(toks)
                 bar.update(len(ids))
-    return lines, counts
+    return lines, {**counts, **sums}
+
+
+#: Per-speech-frame sums a shard records (``post.<J>.json``); ``post_info.json`` holds their means.
+STAT_SUMS = ("kept_mass_sum", "entropy_stored_sum", "entropy_full_sum")
+
+
+def _add_frame_stats(sums: Dict[str, float], pos: np.ndarray, top: Tuple[np.ndarray, ...]) -> None:
+    """Add one cut's per-token kept mass and entropies, each token weighted by its frames."""
+    pos = np.asarray(pos)
+    w = np.bincount(pos[pos >= 0], minlength=len(top[2])).astype(np.float64)
+    sums["kept_mass_sum"] += float((w * top[2]).sum())
+    sums["entropy_stored_sum"] += float((w * entropy_rows(top[1])).sum())
+    sums["entropy_full_sum"] += float((w * top[3]).sum())
 
 
 def merge_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_dir: PathLike, *,
@@ -283,7 +320,7 @@ def merge_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_
     info_path = targets_dir / f"targets_{part}.json"
     lines: List[str] = []
     totals = {"cuts": 0, "frames": 0, "speech_frames": 0, "runs": 0, "tokens": 0, "bytes": 0,
-              "seconds": 0.0}
+              "seconds": 0.0, **dict.fromkeys(STAT_SUMS, 0.0)}
     for j in range(1, num_jobs + 1):
         marker = _shard_marker(out_dir, j, num_jobs, model_path, info_path, opts)
         if not marker.is_done():
@@ -297,8 +334,10 @@ def merge_posteriors(model_dir: PathLike, targets_dir: PathLike, part: str, out_
     info_file = out_dir / "post_info.json"
     scp_text = "".join(lines)
     V = opts["vocab_size"]
+    speech = max(totals["speech_frames"], 1)
+    means = {"mean_" + key[:-4]: round(totals.pop(key) / speech, 6) for key in STAT_SUMS}
     info = {"format": FORMAT, "version": VERSION, **opts, "part": part, "num_jobs": num_jobs,
-            "model": str(model_path), "targets": str(info_path), **totals,
+            "model": str(model_path), "targets": str(info_path), **totals, **means,
             "bytes_per_frame": round(totals["bytes"] / max(totals["frames"], 1), 2),
             "dense_float32_bytes_per_frame": 4 * V,
             "layout": "per cut float32 matrix [runs+1, 2+2k]: start, end, k indices, k probs; "
@@ -325,7 +364,8 @@ def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
                    ks: Sequence[int] = (1, 2, 4, 8, 16, 32), num_cuts: int = 50,
                    temperature: Optional[float] = None, mask_spacing: Optional[int] = None,
                    compare_spacing: Sequence[int] = (), device: Union[str, torch.device] = "cpu",
-                   post_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+                   post_dir: Optional[PathLike] = None, temperatures: Sequence[float] = (),
+                   sweep_k: Optional[int] = None) -> Dict[str, Any]:
     """Evidence for choosing ``top_k``, on the first ``num_cuts`` cuts (C-locale order).
 
     Per ``k``: bytes on disk of this module's layout (exact: the encoded arks' sizes) against
@@ -336,6 +376,9 @@ def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
     ``mask_spacing`` (default: the teacher's). With ``compare_spacing`` (masked LM), also the
     mean ``KL(exact || spaced)`` of the full distributions for each given spacing, i.e. what
     the cheaper masking scheme costs. With ``post_dir``, the stored files' real bytes too.
+    With ``temperatures``: per storage temperature, the mass the top-``sweep_k`` (default: the
+    teacher's ``top_k``) keep and the mean entropy of the stored and full distributions (what
+    a storage temperature below 1 concentrates, above 1 spreads).
     """
     from lm2am.lm.train import load_lm
     from lm2am.targets import read_targets
@@ -349,22 +392,30 @@ def storage_report(model_dir: PathLike, targets_dir: PathLike, part: str, *,
     ids = sorted(reader, key=str.encode)[:num_cuts]
     tp = [target_tokens(reader[c], unit) for c in ids]
     seqs = [t for t, _ in tp]
+    spans = None if cfg.mask_span == "token" else [target_spans(reader[c], unit, cfg.mask_span) for c in ids]
 
     def probs_of(sp: int) -> List[Optional[torch.Tensor]]:
         return score_sequences(model, seqs, lambda i, lg: torch.softmax(lg.double() / temp, -1),
                                spacing=sp, batch_tokens=cfg.eval_batch_tokens,
-                               device=torch.device(device))
+                               device=torch.device(device), spans=spans)
 
     full = probs_of(spacing)
     frames = sum(len(p) for _, p in tp)
     speech = sum(int((np.asarray(p) >= 0).sum()) for _, p in tp)
     dense = _dense_bytes(ids, tp, V)
     out: Dict[str, Any] = {"unit": unit, "vocab_size": V, "temperature": temp,
-                           "mask_spacing": spacing, "cuts": len(ids), "frames": frames,
+                           "mask_spacing": spacing, "mask_span": cfg.mask_span, "cuts": len(ids), "frames": frames,
                            "speech_frames": speech, "dense_bytes": dense,
                            "dense_bytes_per_frame": dense / max(frames, 1), "k": []}
+    out["mean_entropy_full"] = sum(
+        float((np.bincount(np.asarray(pos)[np.asarray(pos) >= 0], minlength=len(toks))
+               * -(p * torch.log(p.clamp_min(1e-300))).sum(-1).numpy()).sum())
+        for (toks, pos), p in zip(tp, full) if p is not None) / max(speech, 1)
     for k in ks:
         out["k"].append(_topk_entry(k, ids, tp, full, V, frames, speech, dense))
+    if temperatures:
+        k = cfg.top_k if sweep_k is None else int(sweep_k)
+        out["temperature_sweep"] = [_temperature_entry(t, k, tp, full, temp, V, speech) for t in temperatures]
     if compare_spacing and not model.causal:
         out["spacing"] = []
         exact = full if spacing == 0 else probs_of(0)
@@ -402,7 +453,7 @@ def _topk_entry(k: int, ids: Sequence[str], tp: TokensAndPositions,
     from kaldiio.matio import write_array
 
     buf = io.BytesIO()
-    mass_sum = kl_sum = 0.0
+    mass_sum = kl_sum = ent_sum = 0.0
     for c, (toks, pos), p in zip(ids, tp, full):
         if p is None:
             top = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
@@ -412,12 +463,25 @@ def _topk_entry(k: int, ids: Sequence[str], tp: TokensAndPositions,
             w = np.bincount(np.asarray(pos)[np.asarray(pos) >= 0], minlength=len(toks))
             mass_sum += float((w * mass).sum())
             kl_sum += float((w * -np.log(np.maximum(mass, 1e-300))).sum())
+            ent_sum += float((w * entropy_rows(top[1])).sum())
         buf.write(c.encode() + b" ")
         write_array(buf, encode_rows(pos, *top))
     return {"k": k, "bytes": buf.tell(), "bytes_per_frame": buf.tell() / max(frames, 1),
             "smaller_than_dense": dense / max(buf.tell(), 1),
             "mean_kept_mass": mass_sum / max(speech, 1),
-            "kl_topk_full": kl_sum / max(speech, 1)}
+            "kl_topk_full": kl_sum / max(speech, 1),
+            "mean_entropy_topk": ent_sum / max(speech, 1)}
+
+
+def _temperature_entry(t: float, k: int, tp: TokensAndPositions, full: Sequence[Optional[torch.Tensor]],
+                       temp: float, V: int, speech: int) -> Dict[str, Any]:
+    """Kept mass at top-``k`` and mean entropies per speech frame at storage temperature ``t``
+    (``full`` holds the distributions at ``temp``: their logits are ``temp * log p`` + const)."""
+    sums = dict.fromkeys(STAT_SUMS, 0.0)
+    for (_toks, pos), p in zip(tp, full):
+        if p is not None:
+            _add_frame_stats(sums, pos, topk_with_stats(temp * torch.log(p.clamp_min(1e-300)), k, t))
+    return {"temperature": t, "k": min(k, V), **{"mean_" + n[:-4]: v / max(speech, 1) for n, v in sums.items()}}
 
 
 def _mean_kl(tp: TokensAndPositions, exact: Sequence[Optional[torch.Tensor]],
@@ -436,16 +500,21 @@ def _mean_kl(tp: TokensAndPositions, exact: Sequence[Optional[torch.Tensor]],
 def format_storage_report(r: Mapping[str, Any]) -> str:
     """Human-readable table of :func:`storage_report`'s result."""
     lines = [f"{r['unit']} teacher posteriors: vocabulary {r['vocab_size']}, temperature "
-             f"{r['temperature']}, {r['cuts']} cuts, {r['frames']} frames ({r['speech_frames']} speech)",
+             f"{r['temperature']}, {r.get('mask_span', 'token')} masking, {r['cuts']} cuts, {r['frames']} "
+             f"frames ({r['speech_frames']} speech); entropy of the full distribution "
+             f"{r['mean_entropy_full']:.4f} nats",
              f"dense float32: {r['dense_bytes']} bytes ({r['dense_bytes_per_frame']:.1f} bytes/frame)",
              f"{'k':>4} {'bytes':>10} {'bytes/frame':>12} {'x smaller':>10} {'kept mass':>10} "
-             f"{'KL(topk||full)':>15}"]
+             f"{'KL(topk||full)':>15} {'entropy':>8}"]
     for e in r["k"]:
         lines.append(f"{e['k']:>4} {e['bytes']:>10} {e['bytes_per_frame']:>12.2f} "
                      f"{e['smaller_than_dense']:>10.1f} {e['mean_kept_mass']:>10.4f} "
-                     f"{e['kl_topk_full']:>15.4f}")
-    lines.append("KL(full||topk) is infinite when mass is dropped; KL(topk||full) = -log(kept mass), "
-                 "averaged over speech frames")
+                     f"{e['kl_topk_full']:>15.4f} {e['mean_entropy_topk']:>8.4f}")
+    lines.append("KL(full||topk) is infinite when mass is dropped; KL(topk||full) = -log(kept mass); "
+                 "entropy (nats) of the renormalized top-k; all averaged over speech frames")
+    for e in r.get("temperature_sweep", []):
+        lines.append(f"temperature {e['temperature']:g}: top-{e['k']} keep {e['mean_kept_mass']:.4f} of the mass; "
+                     f"entropy {e['mean_entropy_stored']:.4f} stored, {e['mean_entropy_full']:.4f} full (nats)")
     for e in r.get("spacing", []):
         lines.append(f"mask_spacing {e['mask_spacing']}: KL(exact || spaced) {e['kl_exact_spaced']:.4f} "
                      "nats per speech frame (temperature applied)")

@@ -19,6 +19,11 @@ are projected to the vocabulary (no ``[tokens, V]`` logits for positions nobody 
   (``compare_spacing``): on the demo teachers, mean KL(exact || spacing 8) was 0.0015 (phone),
   0.0016 (subword), 0.0001 (senone) nats per frame, while senone scoring got ~10x cheaper.
 
+Mask spans (``mask_span: phone``, :func:`lm2am.lm.tokens.target_spans`): the unit of masking
+is a span (the tokens of one phone occurrence) instead of a token: copy ``c`` masks every token
+of the spans ``j ≡ c (mod P)`` (spans counted in the window), and each masked token's
+distribution is ``p(x_i | tokens outside its span)``. ``mask_spacing`` then counts spans.
+
 Causal LM: one row per window, input ``<bos> x_0 .. x_{n-2}``, output ``j`` = ``p(x_j | x_{<j})``.
 
 Long sequences (``n > max_len``) are read in overlapping windows (:func:`plan_windows`); each
@@ -36,10 +41,19 @@ import torch
 
 from lm2am.lm.model import TransformerLM
 
-__all__ = ["plan_windows", "score_sequences", "sequence_logprobs", "perplexity",
+__all__ = ["plan_windows", "span_index", "score_sequences", "sequence_logprobs", "perplexity",
            "unigram_perplexity"]
 
 Window = Tuple[int, int, int, int]  # window [ws, we), owned positions [os, oe)
+Spans = Optional[Sequence[Optional[np.ndarray]]]  # per sequence: span label per token, or None
+
+
+def span_index(labels: np.ndarray) -> np.ndarray:
+    """Span labels (equal for the consecutive tokens of one span) -> span numbers ``0, 1, ...``."""
+    labels = np.asarray(labels)
+    new = np.zeros(len(labels), dtype=np.int64)
+    new[1:] = labels[1:] != labels[:-1]
+    return np.cumsum(new)
 
 
 def plan_windows(n: int, max_len: int, left: int, right: int) -> List[Window]:
@@ -68,9 +82,27 @@ def plan_windows(n: int, max_len: int, left: int, right: int) -> List[Window]:
     return out
 
 
-def _rows(model: TransformerLM, seqs: Sequence[Sequence[int]], spacing: int
-          ) -> List[Tuple[int, int, int, int, np.ndarray]]:
-    """(length, seq index, ws, we, predicted positions) per model input row."""
+Row = Tuple[int, int, int, int, np.ndarray, np.ndarray]
+
+
+def _span_copies(own: np.ndarray, ws: int, we: int, labels: np.ndarray, spacing: int
+                 ) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(predicted, masked) positions of each copy of one window when spans are masked whole:
+    the spans of the owned positions are dealt round-robin to the copies."""
+    span = span_index(labels[ws:we])  # span number of each window position
+    owned = span[own - ws]
+    ids = np.unique(owned)
+    copies = len(ids) if spacing <= 0 else min(spacing, len(ids))
+    out = []
+    for c in range(copies):
+        chosen = ids[c::copies]
+        out.append((own[np.isin(owned, chosen)], ws + np.flatnonzero(np.isin(span, chosen))))
+    return out
+
+
+def _rows(model: TransformerLM, seqs: Sequence[Sequence[int]], spacing: int, spans: Spans = None
+          ) -> List[Row]:
+    """(length, seq index, ws, we, predicted positions, masked positions) per model input row."""
     L = model.max_len
     causal = model.causal
     rows = []
@@ -78,15 +110,20 @@ def _rows(model: TransformerLM, seqs: Sequence[Sequence[int]], spacing: int
         n = len(s)
         if n == 0:
             continue
+        labels = spans[i] if spans is not None else None
         plan = plan_windows(n, L, L // 2, 0) if causal else plan_windows(n, L, L // 4, L // 4)
         for ws, we, os_, oe in plan:
             own = np.arange(os_, oe)
             if causal:
-                rows.append((we - ws, i, ws, we, own))
+                rows.append((we - ws, i, ws, we, own, own))
+                continue
+            if labels is not None:
+                rows += [(we - ws, i, ws, we, pred, masked)
+                         for pred, masked in _span_copies(own, ws, we, np.asarray(labels), spacing)]
                 continue
             copies = len(own) if spacing <= 0 else min(spacing, len(own))
             for c in range(copies):
-                rows.append((we - ws, i, ws, we, own[c::copies]))
+                rows.append((we - ws, i, ws, we, own[c::copies], own[c::copies]))
     # longest first, then by sequence: deterministic, little padding
     rows.sort(key=lambda r: (-r[0], r[1], r[2], int(r[4][0])))
     return rows
@@ -95,11 +132,13 @@ def _rows(model: TransformerLM, seqs: Sequence[Sequence[int]], spacing: int
 @torch.no_grad()
 def score_sequences(model: TransformerLM, seqs: Sequence[Sequence[int]],
                     fn: Callable[[int, torch.Tensor], Any], *, spacing: int = 0,
-                    batch_tokens: int = 16384, device: Optional[torch.device] = None) -> List[Any]:
+                    batch_tokens: int = 16384, device: Optional[torch.device] = None,
+                    spans: Spans = None) -> List[Any]:
     """Run the LM over ``seqs`` and call ``fn(i, logits)`` once per non-empty sequence, where
     ``logits`` is float32 ``[len(seqs[i]), V]`` on the CPU: position ``j``'s logits given the
-    rest (masked LM, masking scheme of the module docstring with ``spacing``) or given the
-    left context (causal LM). Returns the ``fn`` results by sequence (``None`` for empty ones).
+    rest (masked LM, masking scheme of the module docstring with ``spacing``; with ``spans``,
+    given the tokens outside its span) or given the left context (causal LM). Returns the ``fn``
+    results by sequence (``None`` for empty ones).
 
     The model is put in eval mode. Memory holds the logits of the sequences in progress only.
     """
@@ -109,7 +148,9 @@ def score_sequences(model: TransformerLM, seqs: Sequence[Sequence[int]],
     for i, a in enumerate(arrays):
         if a.size and (a.min() < 0 or a.max() >= model.vocab_size):
             raise ValueError(f"sequence {i}: token id outside 0..{model.vocab_size - 1}")
-    rows = _rows(model, arrays, spacing)
+        if spans is not None and spans[i] is not None and len(spans[i]) != a.size:
+            raise ValueError(f"sequence {i}: {len(spans[i])} span labels for {a.size} tokens")
+    rows = _rows(model, arrays, spacing, spans)
     remaining: Dict[int, int] = {}
     for r in rows:
         remaining[r[1]] = remaining.get(r[1], 0) + 1
@@ -125,14 +166,14 @@ def score_sequences(model: TransformerLM, seqs: Sequence[Sequence[int]],
         inp = np.full((len(batch), width), model.pad_id, dtype=np.int64)
         b_idx: List[np.ndarray] = []
         t_idx: List[np.ndarray] = []
-        for b, (length, i, ws, we, pos) in enumerate(batch):
+        for b, (length, i, ws, we, pos, masked) in enumerate(batch):
             a = arrays[i]
             if model.causal:
                 inp[b, 0] = model.bos_id if ws == 0 else a[ws - 1]
                 inp[b, 1:length] = a[ws:we - 1]
             else:
                 inp[b, :length] = a[ws:we]
-                inp[b, pos - ws] = model.mask_id
+                inp[b, masked - ws] = model.mask_id
             b_idx.append(np.full(len(pos), b))
             t_idx.append(pos - ws)
         x = torch.from_numpy(inp).to(device)
@@ -142,7 +183,7 @@ def score_sequences(model: TransformerLM, seqs: Sequence[Sequence[int]],
         ti = torch.from_numpy(np.concatenate(t_idx)).to(device)
         logits = model.logits(h[bi, ti]).float().cpu()
         off = 0
-        for _, i, _, _, pos in batch:
+        for _, i, _, _, pos, _ in batch:
             buf = buffers.get(i)
             if buf is None:
                 buf = buffers[i] = torch.empty(len(arrays[i]), V)
@@ -155,20 +196,22 @@ def score_sequences(model: TransformerLM, seqs: Sequence[Sequence[int]],
 
 
 def sequence_logprobs(model: TransformerLM, seqs: Sequence[Sequence[int]], *, spacing: int = 0,
-                      batch_tokens: int = 16384, device: Optional[torch.device] = None
-                      ) -> List[np.ndarray]:
+                      batch_tokens: int = 16384, device: Optional[torch.device] = None,
+                      spans: Spans = None) -> List[np.ndarray]:
     """Per sequence, ``log p`` of each true token under the LM (float64 array per sequence)."""
     def fn(i: int, logits: torch.Tensor) -> np.ndarray:
         lp = torch.log_softmax(logits.double(), dim=-1)
         return lp[torch.arange(len(seqs[i])), torch.as_tensor(list(seqs[i]))].numpy()
 
-    out = score_sequences(model, seqs, fn, spacing=spacing, batch_tokens=batch_tokens, device=device)
+    out = score_sequences(model, seqs, fn, spacing=spacing, batch_tokens=batch_tokens, device=device,
+                          spans=spans)
     return [np.zeros(0) if o is None else o for o in out]
 
 
 def perplexity(model: TransformerLM, seqs: Sequence[Sequence[int]], **kw: Any) -> float:
     """Dev perplexity: ``exp(-mean log p)`` over all tokens (for a masked LM the
-    pseudo-perplexity, each token given all others via the batched scheme)."""
+    pseudo-perplexity, each token given all others, or all outside its span (``spans``), via
+    the batched scheme)."""
     lps = sequence_logprobs(model, seqs, **kw)
     n = sum(len(x) for x in lps)
     return math.exp(-sum(float(x.sum()) for x in lps) / max(n, 1))

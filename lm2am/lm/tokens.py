@@ -17,6 +17,10 @@ unit        text-side sequence                    vocabulary (ids)
             (:func:`lm2am.targets.collapse_state_senones`)
 =========== ===================================== ==============================================
 
+Mask spans (``lm.mask_span: phone``, senones only): each senone token's phone occurrence, from
+the tree lookup on the text side (:meth:`TextTokenizer.senones_with_spans`) and from
+``phone_pos`` on the alignment side (:func:`target_spans`); the masked LM masks them whole.
+
 Rules (the alignment side's, see :mod:`lm2am.targets` and :mod:`lm2am.tree`):
 
 * No silence tokens and no word-boundary token: the targets' phone/senone tokens hold neither.
@@ -39,6 +43,7 @@ no speech frame (kept in ``subword_tokens`` on both sides, so no mismatch).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from pathlib import Path
@@ -53,7 +58,7 @@ from lm2am.targets import FrameTargets, subword_pieces
 log = logging.getLogger(__name__)
 
 __all__ = ["UNITS", "TextTokenizer", "sequences_from_text", "sequences_from_targets",
-           "target_tokens", "read_sentences", "sample_sentences"]
+           "spans_from_text", "target_tokens", "target_spans", "read_sentences", "sample_sentences"]
 
 #: The three units, as named in directories (``exp/lm_<unit>``) and configs.
 UNITS: Tuple[str, ...] = ("senone", "phone", "subword")
@@ -78,6 +83,22 @@ def target_tokens(t: FrameTargets, unit: str) -> Tuple[List[int], np.ndarray]:
     if unit == "subword":
         return list(t.subword_tokens), t.subword
     raise Lm2amError(f"unknown unit {unit!r}; use one of {', '.join(UNITS)}")
+
+
+def target_spans(t: FrameTargets, unit: str, mask_span: str) -> Optional[np.ndarray]:
+    """Mask spans of one cut's ``unit`` tokens (:attr:`LmConfig.mask_span
+    <lm2am.lm.model.LmConfig>`): per token, the index of its phone token (non-decreasing; the
+    tokens of one phone occurrence share it), or None where each token is its own span
+    (``token``, and every unit but senone: a phone token is one phone already)."""
+    if mask_span == "token" or unit != "senone":
+        return None
+    speech = t.senone_pos >= 0
+    if not speech.any():
+        return np.zeros(0, dtype=np.int64)
+    sp, ph = t.senone_pos[speech], t.phone_pos[speech]
+    first = np.ones(len(sp), dtype=bool)  # a senone token's first frame (its runs are in order)
+    first[1:] = sp[1:] != sp[:-1]
+    return ph[first].astype(np.int64)
 
 
 def sequences_from_targets(targets: Mapping[str, FrameTargets], unit: str,
@@ -199,6 +220,12 @@ class TextTokenizer:
     def senones_batch(self, sentences: Sequence[Sequence[str]], rng: Optional[random.Random] = None,
                       sil_prob: float = 0.0) -> List[List[int]]:
         """:meth:`senones` of many sentences with one vectorized tree lookup (fast)."""
+        return self.senones_with_spans(sentences, rng, sil_prob)[0]
+
+    def senones_with_spans(self, sentences: Sequence[Sequence[str]], rng: Optional[random.Random] = None,
+                           sil_prob: float = 0.0) -> Tuple[List[List[int]], List[np.ndarray]]:
+        """:meth:`senones_batch` and, per sentence, each token's phone occurrence (the mask
+        spans of :func:`target_spans`: non-decreasing, shared by the tokens of one phone)."""
         if self.tree is None:
             raise Lm2amError("senone tokens need the senone tree; pass --tree-dir")
         sil = self.phone_ids.get("SIL", 0)
@@ -238,7 +265,8 @@ class TextTokenizer:
         new[1:] |= sen[1:] != sen[:-1]
         sen, rep = sen[new], rep[new]
         cuts = np.searchsorted(rep, b)  # rep is sorted: split tokens by sentence
-        return [sen[cuts[i]:cuts[i + 1]].tolist() for i in range(len(sentences))]
+        return ([sen[cuts[i]:cuts[i + 1]].tolist() for i in range(len(sentences))],
+                [rep[cuts[i]:cuts[i + 1]] for i in range(len(sentences))])
 
     def encode(self, unit: str, sentence: str, rng: Optional[random.Random] = None,
                sil_prob: float = 0.0) -> List[int]:
@@ -263,27 +291,41 @@ def sequences_from_text(unit: str, sentences: Iterable[str], lang_dir: PathLike,
     Empty sequences (e.g. a sentence of ``<UNK>`` only) are dropped unless ``drop_empty`` is
     false. ``tokenizer`` reuses a :class:`TextTokenizer` (its caches) across calls.
     """
+    return spans_from_text(unit, sentences, lang_dir, tree, sp, sil_prob=sil_prob, seed=seed,
+                           drop_empty=drop_empty, tokenizer=tokenizer)[0]
+
+
+def spans_from_text(unit: str, sentences: Iterable[str], lang_dir: PathLike, tree: Any = None,
+                    sp: Any = None, *, mask_span: str = "token", sil_prob: float = 0.0, seed: int = 0,
+                    drop_empty: bool = True, tokenizer: Optional[TextTokenizer] = None
+                    ) -> Tuple[List[List[int]], Optional[List[np.ndarray]]]:
+    """:func:`sequences_from_text` and the sequences' mask spans (as :func:`target_spans`
+    gives for an alignment: None unless ``mask_span`` is ``phone`` and the unit senone)."""
     check_unit(unit)
     if not 0.0 <= sil_prob <= 1.0:
         raise ValueError(f"sil_prob must lie in [0, 1], got {sil_prob}")
     tok = tokenizer or TextTokenizer(lang_dir, tree=tree, sp=sp)
     rng = random.Random(seed)
     out: List[List[int]] = []
+    out_spans: List[np.ndarray] = []
     before = tok.oov_count
+    spans: Iterable[Optional[np.ndarray]] = itertools.repeat(None)
     if unit == "senone":  # chunks: one vectorized tree lookup per 2000 sentences
         sents = list(sentences)
-        seqs: Iterable[List[int]] = (
-            seq for i in range(0, len(sents), 2000)
-            for seq in tok.senones_batch([x.split() for x in sents[i:i + 2000]], rng, sil_prob))
+        chunks = [tok.senones_with_spans([x.split() for x in sents[i:i + 2000]], rng, sil_prob)
+                  for i in range(0, len(sents), 2000)]
+        seqs: Iterable[List[int]] = (seq for c in chunks for seq in c[0])
+        spans = (sp_ for c in chunks for sp_ in c[1])
     else:
         seqs = (tok.encode(unit, x) for x in sentences)
-    for seq in seqs:
+    for seq, span in zip(seqs, spans):
         if seq or not drop_empty:
             out.append(seq)
+            out_spans.append(span)
     if tok.oov_count > before:
         log.info("%d distinct words not in the lexicon were treated as %s", tok.oov_count - before,
                  tok.unk_word)
-    return out
+    return out, (out_spans if mask_span != "token" and unit == "senone" else None)
 
 
 def read_sentences(path: PathLike, with_ids: bool = False, limit: Optional[int] = None) -> List[str]:

@@ -45,7 +45,7 @@ from lm2am.checkpoint import save as save_checkpoint
 from lm2am.errors import Lm2amError
 from lm2am.io import atomic_write_text
 from lm2am.lm.model import LmConfig, TransformerLM
-from lm2am.lm.scoring import perplexity, unigram_perplexity
+from lm2am.lm.scoring import Spans, perplexity, span_index, unigram_perplexity
 from lm2am.log import TensorBoard
 
 log = logging.getLogger(__name__)
@@ -92,31 +92,40 @@ def make_batches(lengths: Sequence[int], batch_tokens: int, max_len: int, rng: r
     return batches
 
 
-def _crop(seq: np.ndarray, max_len: int, rng: random.Random) -> Tuple[np.ndarray, int]:
-    """A random window of at most ``max_len`` tokens and the token before it (-1 at the start;
-    a causal LM reads that token instead of ``<bos>``, as in scoring windows)."""
+def _crop(seq: np.ndarray, max_len: int, rng: random.Random, spans: Optional[np.ndarray] = None
+          ) -> Tuple[np.ndarray, int, Optional[np.ndarray]]:
+    """A random window of at most ``max_len`` tokens, the token before it (-1 at the start;
+    a causal LM reads that token instead of ``<bos>``, as in scoring windows) and the window's
+    span labels (None without ``spans``)."""
     if len(seq) <= max_len:
-        return seq, -1
+        return seq, -1, spans
     s = rng.randrange(len(seq) - max_len + 1)
-    return seq[s:s + max_len], int(seq[s - 1]) if s else -1
+    return (seq[s:s + max_len], int(seq[s - 1]) if s else -1,
+            None if spans is None else spans[s:s + max_len])
 
 
 def _masked_batch(model: TransformerLM, seqs: List[np.ndarray], mask_prob: float,
-                  gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """BERT-style noise: (inputs, pad mask, targets with -100 where no loss)."""
+                  gen: torch.Generator, spans: Optional[Sequence[Optional[np.ndarray]]] = None
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT-style noise: (inputs, pad mask, targets with -100 where no loss). With ``spans``
+    the choice to predict and the 80/10/10 choice are made per span (all its tokens alike);
+    without, per token (the same random draws as spans of one token each)."""
     B, W = len(seqs), max(len(s) for s in seqs)
     tok = torch.full((B, W), model.pad_id, dtype=torch.long)
+    sid = torch.arange(W).repeat(B, 1)  # span number of each position
     for b, s in enumerate(seqs):
         tok[b, :len(s)] = torch.from_numpy(s)
+        if spans is not None and spans[b] is not None:
+            sid[b, :len(s)] = torch.from_numpy(span_index(spans[b]))
     pad = tok == model.pad_id
-    pick = (torch.rand(B, W, generator=gen) < mask_prob) & ~pad
-    lengths = (~pad).sum(1)
+    pick = (torch.rand(B, W, generator=gen) < mask_prob).gather(1, sid) & ~pad
+    num_spans = torch.where(pad, torch.zeros_like(sid), sid + 1).max(1).values
     none = ~pick.any(1)
-    if none.any():  # every sequence predicts at least one position
-        forced = (torch.rand(B, generator=gen) * lengths).long().clamp(max=W - 1)
-        pick[none, forced[none]] = True
+    if none.any():  # every sequence predicts at least one span
+        forced = (torch.rand(B, generator=gen) * num_spans).long().clamp(max=W - 1)
+        pick[none] = (sid[none] == forced[none, None]) & ~pad[none]
     target = torch.where(pick, tok, torch.full_like(tok, -100))
-    r = torch.rand(B, W, generator=gen)
+    r = torch.rand(B, W, generator=gen).gather(1, sid)
     inp = tok.clone()
     inp[pick & (r < 0.8)] = model.mask_id
     rand_pos = pick & (r >= 0.8) & (r < 0.9)
@@ -186,6 +195,8 @@ class _Run:
     total: int
     fingerprint: Dict[str, Any]  # unit, vocabulary, training config, data hash
     ckpt: Path
+    train_spans: Optional[List[Optional[np.ndarray]]] = None  # mask spans (mask_span: phone)
+    dev_spans: Optional[List[Optional[np.ndarray]]] = None
     tb: Optional[TensorBoard] = None
 
     @property
@@ -206,17 +217,24 @@ class _Position:
 
 def train_lm(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[Sequence[int]],
              vocab_size: int, cfg: LmConfig, out_dir: Union[str, Path],
-             device: Union[str, torch.device] = "cpu", progress: bool = True) -> Dict[str, Any]:
+             device: Union[str, torch.device] = "cpu", progress: bool = True,
+             train_spans: Spans = None, dev_spans: Spans = None) -> Dict[str, Any]:
     """Train the teacher LM of ``unit`` (module docstring) and write ``out_dir/final.pt`` and
     ``out_dir/report.json``; resumes from ``out_dir/checkpoint.pt`` if one of the same data and
     config exists. Returns the report (also logged): dev perplexity of the LM (pseudo-perplexity
     for a masked LM, computed with ``cfg.mask_spacing``) and of the add-one unigram model.
+
+    ``train_spans``/``dev_spans``: per sequence, its tokens' mask-span labels
+    (:func:`lm2am.lm.tokens.target_spans`); needed when ``cfg.mask_span`` is not ``token`` for a
+    unit with spans (senone), ignored otherwise.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    train, dev = _check_data(unit, train_seqs, dev_seqs, vocab_size, cfg)
+    train, dev, train_spans, dev_spans = _check_data(unit, train_seqs, dev_seqs, vocab_size, cfg,
+                                                     train_spans, dev_spans)
     run = _build(unit, train, dev, vocab_size, cfg, device, out_dir / "checkpoint.pt")
+    run.train_spans, run.dev_spans = train_spans, dev_spans
     pos = _resume(run)
     n_tok = sum(run.lengths)
     log.info("%s LM: %s, %d parameters; %d training sequences (%d tokens, %.1f per sequence), "
@@ -244,11 +262,34 @@ def train_lm(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[
     return report
 
 
+def _keep_spans(seqs: Sequence[Sequence[int]], spans: Spans, what: str, unit: str, cfg: LmConfig
+                ) -> Optional[List[Optional[np.ndarray]]]:
+    """The span labels of the non-empty ``seqs`` (None when the config masks tokens)."""
+    if cfg.mask_span == "token" or unit != "senone":
+        return None
+    if spans is None or len(spans) != len(seqs):
+        raise Lm2amError(f"{unit} LM: mask_span {cfg.mask_span} needs the {what} sequences' spans "
+                         "(lm2am.lm.stage.lm_training_data gives them)")
+    out = []
+    for s, sp in zip(seqs, spans):
+        if len(s):
+            if sp is None or len(sp) != len(s):
+                raise Lm2amError(f"{unit} LM: a {what} sequence's span labels do not match its tokens")
+            out.append(np.asarray(sp, dtype=np.int64))
+    return out
+
+
 def _check_data(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequence[Sequence[int]],
-                vocab_size: int, cfg: LmConfig) -> Tuple[List[np.ndarray], List[List[int]]]:
-    """Non-empty training sequences, at most ``max_dev_sentences`` dev ones; ids checked."""
+                vocab_size: int, cfg: LmConfig, train_spans: Spans = None, dev_spans: Spans = None
+                ) -> Tuple[List[np.ndarray], List[List[int]], Any, Any]:
+    """Non-empty training sequences, at most ``max_dev_sentences`` dev ones, and their span
+    labels (:func:`_keep_spans`); ids checked."""
     train = [np.asarray(s, dtype=np.int64) for s in train_seqs if len(s)]
     dev = [list(map(int, s)) for s in dev_seqs if len(s)][: cfg.max_dev_sentences]
+    train_spans = _keep_spans(train_seqs, train_spans, "training", unit, cfg)
+    dev_spans = _keep_spans(dev_seqs, dev_spans, "dev", unit, cfg)
+    if dev_spans is not None:
+        dev_spans = dev_spans[: cfg.max_dev_sentences]
     if not train:
         raise Lm2amError(f"no training sequences for the {unit} LM; check the LM text and lang dir")
     for name, data in (("training", train), ("dev", [np.asarray(s) for s in dev])):
@@ -257,7 +298,7 @@ def _check_data(unit: str, train_seqs: Sequence[Sequence[int]], dev_seqs: Sequen
                 raise Lm2amError(f"{unit} LM: a {name} token id is outside 0..{vocab_size - 1}; "
                                  "the sequences and the vocabulary size disagree (rerun the LM stage "
                                  "with matching lang/tree)")
-    return train, dev
+    return train, dev, train_spans, dev_spans
 
 
 def _build(unit: str, train: List[np.ndarray], dev: List[List[int]], vocab_size: int,
@@ -309,7 +350,8 @@ def _save(run: _Run, pos: _Position, t0: float) -> None:
                      "config": run.cfg.to_dict(), "elapsed": pos.elapsed + time.time() - t0}, run.ckpt)
 
 
-def _update(run: _Run, seqs: List[np.ndarray], prev: List[int], step: int) -> float:
+def _update(run: _Run, seqs: List[np.ndarray], prev: List[int], step: int,
+            spans: Optional[List[Optional[np.ndarray]]] = None) -> float:
     """One AdamW update on ``seqs``; the noise and dropout are seeded by ``(seed, step)``."""
     cfg, model, device = run.cfg, run.model, run.device
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -317,7 +359,7 @@ def _update(run: _Run, seqs: List[np.ndarray], prev: List[int], step: int) -> fl
     if model.causal:
         inp, pad, target = _causal_batch(model, seqs, prev)
     else:
-        inp, pad, target = _masked_batch(model, seqs, cfg.mask_prob, gen)
+        inp, pad, target = _masked_batch(model, seqs, cfg.mask_prob, gen, spans)
     inp, pad, target = inp.to(device), pad.to(device), target.to(device)
     sel = target >= 0
     h = model.hidden(inp, pad)
@@ -333,7 +375,7 @@ def _update(run: _Run, seqs: List[np.ndarray], prev: List[int], step: int) -> fl
 def _dev_perplexity(run: _Run) -> float:
     cfg = run.cfg
     return perplexity(run.model, run.dev, spacing=cfg.mask_spacing, batch_tokens=cfg.eval_batch_tokens,
-                      device=run.device) if run.dev else float("nan")
+                      device=run.device, spans=run.dev_spans) if run.dev else float("nan")
 
 
 def _train_epoch(run: _Run, pos: _Position, t0: float, progress: bool) -> Tuple[float, bool]:
@@ -344,14 +386,16 @@ def _train_epoch(run: _Run, pos: _Position, t0: float, progress: bool) -> Tuple[
     cfg = run.cfg
     rng = random.Random(cfg.seed * 1_000_003 + pos.epoch)
     batches = make_batches(run.lengths, cfg.batch_tokens, cfg.max_len, rng)
-    crops = [_crop(s, cfg.max_len, rng) for s in run.train]  # same rng state on resume
+    spans = run.train_spans or [None] * len(run.train)
+    crops = [_crop(s, cfg.max_len, rng, sp) for s, sp in zip(run.train, spans)]  # same rng state on resume
     run.model.train()
     bar = tqdm(total=len(batches), initial=pos.batch_in_epoch, desc=f"{run.unit} LM epoch {pos.epoch + 1}",
                disable=not progress, leave=False, mininterval=5)
     loss_sum, loss_n = 0.0, 0
     while pos.batch_in_epoch < len(batches):
         idx = batches[pos.batch_in_epoch]
-        loss = _update(run, [crops[i][0] for i in idx], [crops[i][1] for i in idx], pos.step)
+        loss = _update(run, [crops[i][0] for i in idx], [crops[i][1] for i in idx], pos.step,
+                       [crops[i][2] for i in idx] if run.train_spans is not None else None)
         pos.step += 1
         pos.batch_in_epoch += 1
         loss_sum += loss
@@ -398,8 +442,9 @@ def _report(run: _Run, pos: _Position, vocab_size: int) -> Dict[str, Any]:
         "dev_tokens": sum(len(s) for s in dev), "updates": pos.step, "epochs": len(history),
         "train_seconds": round(pos.elapsed, 1),
         "dev_perplexity": lm_ppl,
-        "dev_perplexity_kind": "pseudo (each token given all others)" if not run.model.causal else "causal",
-        "mask_spacing": cfg.mask_spacing,
+        "dev_perplexity_kind": ("causal" if run.model.causal else "pseudo (each token given all others)"
+                                if run.dev_spans is None else "pseudo (each token given the other phones)"),
+        "mask_spacing": cfg.mask_spacing, "mask_span": cfg.mask_span,
         "unigram_dev_perplexity": unigram_perplexity(train, dev, vocab_size),
         "history": history, "config": cfg.to_dict(),
     }

@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 from lm2am.errors import Lm2amError
 from lm2am.io import write_if_changed
 from lm2am.report.results import Row, extra_row, mean_std, relative_change, system_row
+from lm2am.report.teachers import teachers_markdown
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,8 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
         baseline: row the relative changes refer to (default: ``ce`` if present, else the first).
         header_notes: lines placed under the title (config, seeds, scale choice).
         strict: a missing result is an error instead of a note.
-        sections: Markdown files appended after the table (e.g. the aligner comparison and the
+        sections: Markdown files appended after the table and the "Teacher LMs" section
+            (:mod:`~lm2am.report.teachers`, from ``exp_dir/lm_*``) (e.g. the aligner comparison and the
             two-decoder cross-check); a missing one is noted, not an error.
         significance: add the section of :func:`~lm2am.report.significance.significance_section`
             (needs NIST sctk as soon as a pair has decoded trn files), its sc_stats reports in
@@ -156,6 +158,9 @@ def make_results(exp_dir: Path | str, systems: Sequence[Tuple[str, Optional[Sequ
 
         sig_dir = Path(significance_dir) if significance_dir else exp_dir / "significance"
         text += "\n" + significance_section(rows, baseline, dev_part, test_parts, sig_dir)
+    teachers = teachers_markdown(exp_dir)  # the teachers' quality beside the AM results
+    if teachers:
+        text += "\n" + teachers
     text = _append_sections(text, sections, out_md)
     write_if_changed(out_md, text)
     log.info("%s: %d rows; %s", out_md, len(rows), plot_path)
