@@ -311,7 +311,8 @@ def test_realignment_second_pass(tiny_trained: Path, tmp_path: Path, monkeypatch
 
     copy = tmp_path / "s5"
     shutil.copytree(tiny_trained, copy, symlinks=True,
-                    ignore=shutil.ignore_patterns("decode_*", "tensorboard", "lm_*", "checkpoint-*.pt"))
+                    ignore=shutil.ignore_patterns("decode_*", "tensorboard", "lm_monophone", "lm_senone",
+                                                   "lm_subword", "checkpoint-*.pt"))
     before = read_info(copy / "data/targets", "train-synth")
     r = run(copy, "--config", "conf/tiny.yaml", "--stage", "8", "--stop-stage", "10", "--ali-source", "am",
             "--realign-am", "exp/am_ce/seed1/final.pt")
