@@ -22,15 +22,20 @@ def model3(data, tmp_path_factory):  # noqa: F811
     """A 1-epoch AM with output subsampling 3 on the made-up train part."""
     root, paths, _ = data
     exp = tmp_path_factory.mktemp("ll") / "am"
-    cfg = make_model_config({"num_layers": 3, "hidden_dim": 32, "dropout": 0.0, "subsampling": 3})
+    train_one_epoch(paths, exp, {"num_layers": 3, "hidden_dim": 32, "dropout": 0.0, "subsampling": 3}, valid=False)
+    return exp / "final.pt"
+
+
+def train_one_epoch(paths, exp: Path, model: dict, valid: bool) -> None:
+    """A 1-epoch CE AM with these model keys on the made-up train part, into ``exp``."""
+    cfg = make_model_config(model)
     train = TrainConfig(epochs=1, warmup_steps=1, max_duration=2.5, checkpoint_every_steps=0, num_threads=1,
-                        average_last_epochs=1, valid=False)
+                        average_last_epochs=1, valid=valid)
     threads = torch.get_num_threads()
     try:
         train_system(SystemConfig(name="ce"), cfg, train, paths, exp)
     finally:
         torch.set_num_threads(threads)
-    return exp / "final.pt"
 
 
 def test_loglikes_match_the_model_and_priors(data, model3, tmp_path: Path):  # noqa: F811
@@ -110,14 +115,8 @@ def test_speaker_mean_norm_in_training_and_loglikes(data, tmp_path: Path):  # no
 
     root, paths, _ = data
     exp = tmp_path / "am"
-    cfg = make_model_config({"num_layers": 2, "hidden_dim": 16, "dropout": 0.0, "input_norm": "speaker_mean"})
-    train = TrainConfig(epochs=1, warmup_steps=1, max_duration=2.5, checkpoint_every_steps=0, num_threads=1,
-                        average_last_epochs=1, valid=True)
-    threads = torch.get_num_threads()
-    try:
-        train_system(SystemConfig(name="ce"), cfg, train, paths, exp)
-    finally:
-        torch.set_num_threads(threads)
+    train_one_epoch(paths, exp, {"num_layers": 2, "hidden_dim": 16, "dropout": 0.0, "input_norm": "speaker_mean"},
+                    valid=True)
     out = tmp_path / "ll" / "loglikes.scp"
     compute_loglikes(exp / "final.pt", paths.cuts("dev"), out, cmvn=paths.cmvn, max_frames=200)
     model, _ = load_model(exp / "final.pt")
