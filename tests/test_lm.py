@@ -16,9 +16,9 @@ from lm2am.errors import Lm2amError
 from lm2am.frames import num_subsampled, subsample
 from lm2am.lm.loader import PosteriorReader, load_teacher_posteriors, to_dense
 from lm2am.lm.model import LmConfig, TransformerLM
-from lm2am.lm.posteriors import (compute_posteriors, encode_rows, format_storage_report,
-                                 merge_posteriors, pos_runs, storage_report, topk_posteriors)
+from lm2am.lm.posteriors import compute_posteriors, encode_rows, merge_posteriors, pos_runs, topk_posteriors
 from lm2am.lm.scoring import plan_windows, score_sequences, unigram_perplexity
+from lm2am.lm.storage_report import format_storage_report, storage_report
 from lm2am.lm.tokens import TextTokenizer, sequences_from_text, target_tokens
 from lm2am.lm.train import load_lm, train_lm
 from lm2am.targets import FrameTargets, collapse_state_senones, make_frame_targets, write_targets

@@ -15,7 +15,7 @@ are projected to the vocabulary (no ``[tokens, V]`` logits for positions nobody 
   one-position-at-a-time result (tested to float tolerance), cost ``n`` copies of ``n`` tokens.
 * ``mask_spacing = s > 0`` (default 8): ``P = min(s, n)``; cost ``s`` copies, i.e. ``n / s``
   times cheaper, but each masked position also lacks the tokens ``s, 2s, ...`` away (masked in
-  the same copy). An approximation, measured by :func:`lm2am.lm.posteriors.storage_report`
+  the same copy). An approximation, measured by :func:`lm2am.lm.storage_report.storage_report`
   (``compare_spacing``): on the demo teachers, mean KL(exact || spacing 8) was 0.0015 (phone),
   0.0016 (subword), 0.0001 (senone) nats per frame, while senone scoring got ~10x cheaper.
 

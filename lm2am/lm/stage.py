@@ -149,7 +149,7 @@ def _storage_report(model_dir: Path, targets_dir: Path, part: str, out_dir: Path
                     ks: str, spacing: str, device: str, opts: Dict[str, Any], temperatures: str = "") -> None:
     """``storage_report.txt``: bytes and KL of several top-k (and mask spacings, and the kept
     mass and entropies at other storage temperatures)."""
-    from lm2am.lm.posteriors import format_storage_report, storage_report
+    from lm2am.lm.storage_report import format_storage_report, storage_report
 
     r = storage_report(model_dir, targets_dir, part, ks=[int(k) for k in ks.split(",") if k.strip()],
                        num_cuts=num_cuts, device=device, post_dir=out_dir,
