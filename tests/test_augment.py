@@ -8,7 +8,8 @@ import torch
 from lm2am.am.augment import (AugmentConfig, CutPerturber, make_spec_augment, mel_centers,
                               stretch_index, warp_frequency)
 from lm2am.am.config import ModelConfig, TrainConfig
-from lm2am.am.model import build_model, cepstral_lifter_matrix, normalize_input
+from lm2am.am.model import build_model, cepstral_lifter_matrix
+from lm2am.frames import normalize_input
 from lm2am.config import from_dict
 from lm2am.errors import Lm2amError
 

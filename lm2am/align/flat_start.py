@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from lm2am.align.graphs import Lexicon, build_graph, utterance_units
-from lm2am.align.model import MonoStateModel
+from lm2am.align.model import INPUT_NORMS, MonoStateModel
 from lm2am.align.topo import HmmTopo, PhoneTable, StateMap
 from lm2am.errors import Lm2amError
 from lm2am.log import TensorBoard
@@ -56,12 +56,15 @@ class AlignConfig:
         lr: Adam learning rate.
         batch_size: utterances per minibatch (utterances are bucketed by length).
         hidden_dim, num_layers, kernel_size: model size (see ``MonoStateModel``).
+        input_norm: ``global`` or ``utterance_mean`` (each utterance's mean removed first).
         seed: seeds model init and batch order; CPU runs are deterministic.
         output_beam: ``k2.intersect_dense`` output beam (pruning relative to the best path).
         grad_clip: max gradient norm (0 disables clipping).
         prior_scale: weight of the log state prior subtracted from the log-posteriors in the
             training graphs (0 disables; see the module docstring).
         prior_momentum: per-batch update weight of the running-average prior.
+        equal_align_epochs: first rounds trained by frame cross-entropy on equally spaced
+            alignments (Kaldi's ``align-equal-compiled``) before the full-sum rounds; 0: none.
     """
 
     epochs: int = 10
@@ -70,11 +73,13 @@ class AlignConfig:
     hidden_dim: int = 256
     num_layers: int = 3
     kernel_size: int = 5
+    input_norm: str = "global"
     seed: int = 0
     output_beam: float = 10.0
     grad_clip: float = 5.0
     prior_scale: float = 0.5
     prior_momentum: float = 0.1
+    equal_align_epochs: int = 0
     max_train_utts: Optional[int] = None  # stage only: train on at most this many (evenly spread)
 
     def __post_init__(self) -> None:
@@ -89,7 +94,10 @@ class AlignConfig:
         check_range(self, "output_beam", 0, lo_open=True)
         check_range(self, "grad_clip", 0)
         check_range(self, "prior_scale", 0, 1)
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         check_range(self, "prior_momentum", 0, 1)
+        check_range(self, "equal_align_epochs", 0)
 
 
 @dataclass
@@ -137,6 +145,20 @@ def min_frames(words: Sequence[str], lexicon: Lexicon, smap: StateMap) -> int:
     """Fewest frames any path through the utterance's graph needs (one per obligatory state)."""
     return sum(smap.num_states(u.phone_id) for u in utterance_units(words, lexicon, smap)
                if not u.optional)
+
+
+def equal_alignment(words: Sequence[str], lexicon: Lexicon, smap: StateMap, num_frames: int) -> np.ndarray:
+    """Kaldi's ``align-equal-compiled`` for flat start: the pdf of every frame when the
+    utterance's obligatory HMM states (optional silences only at the two ends) share its
+    ``num_frames`` equally, in order. Needs ``num_frames >= min_frames``."""
+    units = utterance_units(words, lexicon, smap)
+    keep = [u for k, u in enumerate(units) if not u.optional or k in (0, len(units) - 1)]
+    pdfs = [smap.pdf(u.phone_id, j) for u in keep for j in range(smap.num_states(u.phone_id))]
+    if len(pdfs) > num_frames:  # too short for the end silences too: the obligatory states only
+        pdfs = [smap.pdf(u.phone_id, j) for u in keep if not u.optional
+                for j in range(smap.num_states(u.phone_id))]
+    edges = np.linspace(0, num_frames, len(pdfs) + 1).round().astype(np.int64)
+    return np.repeat(np.asarray(pdfs, dtype=np.int64), np.diff(edges))
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int) -> List[np.ndarray]:
@@ -205,7 +227,10 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
 
     torch.manual_seed(cfg.seed)
     model = _init_model(feats, usable, smap, cfg, device)
-    prior, history = _train_rounds(model, graphs, feats, usable, smap, cfg, device, tb_dir)
+    equal = None
+    if cfg.equal_align_epochs:
+        equal = {i: torch.from_numpy(equal_alignment(texts[i], lexicon, smap, feats[i].shape[0])) for i in usable}
+    prior, history = _train_rounds(model, graphs, feats, usable, smap, cfg, device, tb_dir, equal)
     model.log_prior.copy_(prior.clamp_min(1e-10).log())
     model.prior_scale.fill_(cfg.prior_scale)
     model.eval()
@@ -214,9 +239,11 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
 
 def _train_rounds(model: MonoStateModel, graphs: Sequence[k2.Fsa], feats: Sequence[np.ndarray],
                   usable: Sequence[int], smap: StateMap, cfg: AlignConfig, device: Device,
-                  tb_dir: Optional[Union[str, Path]]
+                  tb_dir: Optional[Union[str, Path]], equal: Optional[Dict[int, torch.Tensor]] = None
                   ) -> Tuple[torch.Tensor, List[Dict[str, float]]]:
-    """``cfg.epochs`` rounds of training on the usable utterances: ``(state prior, history)``."""
+    """``cfg.epochs`` rounds of training on the usable utterances: ``(state prior, history)``;
+    the first ``cfg.equal_align_epochs`` on the equal alignments ``equal`` (utterance index ->
+    pdf per frame)."""
     from tqdm import tqdm
 
     rng = np.random.RandomState(cfg.seed)
@@ -230,14 +257,15 @@ def _train_rounds(model: MonoStateModel, graphs: Sequence[k2.Fsa], feats: Sequen
     try:
         for epoch in tqdm(range(1, cfg.epochs + 1), desc="flat start", unit="round", disable=None):
             model.train()
+            labels = equal if epoch <= cfg.equal_align_epochs else None
             entry, prior = _train_round(model, opt, graphs, feats, batches,
                                         rng.permutation(len(batches)), prior, cfg, device,
-                                        len(feats) - len(usable))
-            history.append({"epoch": epoch, **entry})
+                                        len(feats) - len(usable), labels)
+            history.append({"epoch": epoch, "mode": "full_sum" if labels is None else "equal", **entry})
             tb.scalars("train", entry, epoch)
-            log.info("flat start epoch %d/%d: loglike/frame %.4f over %d frames (%d utts skipped), "
-                     "%.0f frames/s", epoch, cfg.epochs, entry["loglike_per_frame"], entry["frames"],
-                     entry["skipped"], entry["frames_per_sec"])
+            log.info("flat start epoch %d/%d (%s): loglike/frame %.4f over %d frames (%d utts skipped), "
+                     "%.0f frames/s", epoch, cfg.epochs, history[-1]["mode"], entry["loglike_per_frame"],
+                     entry["frames"], entry["skipped"], entry["frames_per_sec"])
     finally:
         tb.close()
     return prior, history
@@ -247,7 +275,7 @@ def _init_model(feats: Sequence[np.ndarray], usable: Sequence[int], smap: StateM
                 cfg: AlignConfig, device: Device) -> MonoStateModel:
     """A new model (weights from the torch RNG) with the CMVN of the usable utterances."""
     model = MonoStateModel(feats[0].shape[1], smap.num_pdfs, cfg.hidden_dim, cfg.num_layers,
-                           cfg.kernel_size)
+                           cfg.kernel_size, cfg.input_norm)
     model.set_cmvn([feats[i] for i in usable])
     return model.to(device)
 
@@ -272,15 +300,17 @@ def _training_graphs(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
 
 def _train_round(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequence[k2.Fsa],
                  feats: Sequence[np.ndarray], batches: Sequence[np.ndarray], order: np.ndarray,
-                 prior: torch.Tensor, cfg: AlignConfig, device: Device, skipped: int
+                 prior: torch.Tensor, cfg: AlignConfig, device: Device, skipped: int,
+                 labels: Optional[Dict[int, torch.Tensor]] = None
                  ) -> Tuple[Dict[str, float], torch.Tensor]:
     """One pass over ``batches`` in ``order``: ``(figures of the round, updated prior)``;
-    ``skipped`` counts the utterances already left out."""
+    ``skipped`` counts the utterances already left out. With ``labels`` (a pdf per frame of
+    each utterance) the round trains by frame cross-entropy instead of the full sum."""
     t0 = time.time()
     tot_ll, tot_frames = 0.0, 0
     for bi in order:
         prior, ll, frames, failed = _train_batch(model, opt, graphs, feats, batches[bi], prior,
-                                                 cfg, device)
+                                                 cfg, device, labels)
         skipped += failed
         tot_ll += ll
         tot_frames += frames
@@ -291,9 +321,11 @@ def _train_round(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequ
 
 def _train_batch(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequence[k2.Fsa],
                  feats: Sequence[np.ndarray], idx: np.ndarray, prior: torch.Tensor,
-                 cfg: AlignConfig, device: Device) -> Tuple[torch.Tensor, float, int, int]:
+                 cfg: AlignConfig, device: Device, labels: Optional[Dict[int, torch.Tensor]] = None
+                 ) -> Tuple[torch.Tensor, float, int, int]:
     """One update on the utterances ``idx``: ``(updated prior, total log-likelihood, frames,
-    utterances without a path)``; a batch with no path at all makes no update."""
+    utterances without a path)``; a batch with no path at all makes no update. With
+    ``labels``: frame cross-entropy against them (the log-likelihood is then that of the labels)."""
     x, lens = _pad(feats, idx, device)
     logp = model(x, lens)
     with torch.no_grad():  # running average posterior = state prior estimate
@@ -301,6 +333,11 @@ def _train_batch(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequ
                  < lens.to(device)[:, None])
         batch_post = logp.detach().exp()[valid].mean(0)
         prior = (1 - cfg.prior_momentum) * prior + cfg.prior_momentum * batch_post
+    if labels is not None:
+        target = torch.cat([labels[int(i)] for i in idx]).to(device)
+        ll = logp[valid].gather(1, target[:, None]).sum()
+        _step(model, opt, -ll / target.numel(), cfg)
+        return prior, float(ll), int(target.numel()), 0
     emis = logp - cfg.prior_scale * prior.clamp_min(1e-10).log() if cfg.prior_scale else logp
     g = k2.create_fsa_vec([graphs[i] for i in idx]).to(device)
     lat = k2.intersect_dense(g, _dense(emis, lens), cfg.output_beam)
@@ -310,13 +347,16 @@ def _train_batch(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequ
     if not bool(ok.any()):
         return prior, 0.0, 0, failed
     frames = int(lens[ok.cpu()].sum())
-    loss = -scores[ok].sum() / frames
+    _step(model, opt, -scores[ok].sum() / frames, cfg)
+    return prior, float(scores[ok].sum()), frames, failed
+
+
+def _step(model: MonoStateModel, opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: AlignConfig) -> None:
     opt.zero_grad()
     loss.backward()
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return prior, float(scores[ok].sum()), frames, failed
 
 
 def _segments(ids: np.ndarray) -> List[Tuple[int, int, int]]:

@@ -94,7 +94,7 @@ def load_aligner(model_dir: Path | str) -> Tuple[Optional[MonoStateModel], Optio
         return None, None, topo, ckpt["phones"]  # (lm2am.gmm, lm2am.align.realign): no aligner network
     cfg = AlignConfig(**ckpt["cfg"])
     model = MonoStateModel(ckpt["feat_dim"], ckpt["num_pdfs"], cfg.hidden_dim, cfg.num_layers,
-                           cfg.kernel_size)
+                           cfg.kernel_size, cfg.input_norm)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model, cfg, topo, ckpt["phones"]

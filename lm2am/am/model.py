@@ -25,14 +25,9 @@ import torch
 from torch import nn
 
 from lm2am.am.config import HeadConfig, ModelConfig
-from lm2am.frames import subsample
+from lm2am.frames import frame_mask, normalize_input, subsample
 
 BYPASS_SCALE = 0.66  # Kaldi TDNN-F: keeps the residual sum's scale in check without a norm
-
-
-def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """``(N, max_len)`` bool: True on the first ``lengths[i]`` frames of row ``i``."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def subsampled_lengths(lengths: torch.Tensor, factor: int) -> torch.Tensor:
@@ -226,22 +221,6 @@ def cepstral_lifter_matrix(dim: int, keep: int) -> torch.Tensor:
     dct = torch.cos(torch.pi / dim * (n + 0.5) * k) * (2.0 / dim) ** 0.5
     dct[0] /= 2 ** 0.5
     return (dct.T @ dct).to(torch.float32)
-
-
-def normalize_input(x: torch.Tensor, lengths: torch.Tensor, mode: str) -> torch.Tensor:
-    """Per-utterance normalization of a padded ``(N, T, F)`` batch over each utterance's own
-    ``lengths[i]`` frames: ``global`` returns ``x``; ``utterance_mean`` removes the utterance
-    mean; ``utterance`` also divides by the utterance standard deviation (floored)."""
-    if mode in ("global", "speaker_mean"):  # speaker_mean: the data loaders did it
-        return x
-    mask = frame_mask(lengths, x.shape[1]).unsqueeze(2).to(x.dtype)  # N, T, 1
-    n = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
-    mean = (x * mask).sum(dim=1, keepdim=True) / n
-    y = (x - mean) * mask
-    if mode == "utterance":
-        var = (y * y).sum(dim=1, keepdim=True) / n
-        y = y / var.clamp(min=1e-4).sqrt()
-    return y
 
 
 def build_model(cfg: ModelConfig, num_senones: int, heads: List[HeadConfig],
