@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lm2am.align import (AlignConfig, HmmTopo, MonoStateModel, StateMap, align, build_graph,
-                         compile_graphs, min_frames, train_flat_start)
+                         compile_graphs, min_frames, train_flat_start, utterance_units)
+from lm2am.align.graphs import Unit, _sorted_arcs, graph_arcs
 from lm2am.errors import Lm2amError
 
 PHONES = ["<eps>", "SIL", "SPN", "A", "B", "C", "#0", "#1"]
@@ -109,11 +110,6 @@ def test_oov_is_a_clear_error():
         build_graph(["X"], {"X": ["Q"]}, smap())
 
 
-def test_first_pronunciation_is_used():
-    g = build_graph(["W"], {"W": [["A"], ["B", "C"]]}, smap(optional_silence=False))
-    assert set(g.phone_ids.tolist()) == {A, -1}
-
-
 # ---------------------------------------------------------------- Viterbi on known posteriors
 
 class PosteriorModel(MonoStateModel):
@@ -167,6 +163,147 @@ def test_too_short_utterance_fails_clearly():
     assert [a.utt_id for a in out] == ["ok"] and out[0].num_frames == 12
     with pytest.raises(Lm2amError, match="outputs"):
         align(PosteriorModel(4, 4), feats, texts, LEX, PHONES)
+
+
+# ---------------------------------------------------------------- pronunciation variants
+
+VAR = {**LEX, "W": [["A"], ["B", "C"]], "V": [["C"], ["A", "B"]]}
+
+
+def one_frame_per_state(m: StateMap, *phones: int) -> List[int]:
+    return [m.pdf(p, s) for p in phones for s in range(m.num_states(p))]
+
+
+def test_graph_accepts_each_pronunciation_and_no_mix():
+    m = smap(sil_prob=0.25)
+    g = build_graph(["W", "AB"], VAR, m)
+    assert "EpsilonFree" in g.properties_str and "ArcSorted" in g.properties_str
+    for pron in ([A], [B, C]):  # each alternative costs 0: only the three skipped silences count
+        ok, score = accepts(g, one_frame_per_state(m, *pron, A, B))
+        assert ok and score == pytest.approx(3 * math.log(0.75))
+    ok, score = accepts(g, one_frame_per_state(m, SIL, B, C, SIL, A, B, SIL))
+    assert ok and score == pytest.approx(3 * math.log(0.25))
+    for wrong in ([A, C], [B], [A, B, C], [C]):  # a mix, a prefix, both in a row, a suffix
+        assert accepts(g, one_frame_per_state(m, *wrong, A, B)) == (False, -math.inf)
+
+
+def test_variants_join_at_word_boundaries():
+    m = smap()
+    g = build_graph(["W", "V"], VAR, m)
+    for w in ([A], [B, C]):
+        for v in ([C], [A, B]):
+            assert accepts(g, one_frame_per_state(m, *w, *v))[0]
+    # units SIL | A, B C | SIL | C, A B | SIL: 9 units, 27 states, each with a self-loop, 2
+    # forward arcs inside each unit and 2 between the phones of B C and of A B; entry arcs:
+    # start 3, after the first SIL 2, after each W variant 3 (SIL, C, A), after the second SIL 2,
+    # after each V variant 2 (SIL, final), after the last SIL 1
+    assert (g.shape[0], g.num_arcs) == (29, 27 + 18 + 2 + 3 + 2 + 2 * 3 + 2 + 2 * 2 + 1)
+    assert min_frames(["W", "V"], VAR, m) == 6 and min_frames(["V", "V"], VAR, m) == 6
+    units = utterance_units(["W", "V"], VAR, m)
+    assert [(u.phone_id, u.word_id, u.pron_id) for u in units] == [
+        (SIL, -1, 0), (A, 0, 0), (B, 0, 1), (C, 0, 1), (SIL, -1, 0), (C, 1, 0), (A, 1, 1), (B, 1, 1),
+        (SIL, -1, 0)]
+    emit = g.labels != -1
+    seg_phone = {int(k): int(p) for k, p in zip(g.seg_ids[emit], g.phone_ids[emit])}
+    assert seg_phone == {k: u.phone_id for k, u in enumerate(units)}  # one segment id per unit
+
+
+def test_repeated_pronunciations_are_one_alternative():
+    m = smap(optional_silence=False)
+    assert build_graph(["X"], {"X": [["A"], ("A",)]}, m).num_arcs == build_graph(["X"], {"X": ["A"]}, m).num_arcs
+    with pytest.raises(Lm2amError, match="empty pronunciation"):
+        build_graph(["X"], {"X": [["A"], []]}, m)
+
+
+def _graph_arcs_before_variants(words, lexicon, m: StateMap):
+    """A frozen copy of the training graph as built before pronunciation variants (first
+    pronunciation of each word only), for the equality test below."""
+    topo = m.topo
+    units = []
+    for w, word in enumerate(words):
+        units += [Unit(m.sil_phone, -1, True)] if topo.optional_silence else []
+        units += [Unit(m.phone_id(p), w, False) for p in lexicon[word]]
+    units += [Unit(m.sil_phone, -1, True)] if topo.optional_silence else []
+    units = units if words else [Unit(m.sil_phone, -1, False)]
+    log_sil, log_nosil = math.log(topo.sil_prob), math.log1p(-topo.sil_prob)
+    M = len(units)
+    entries = [[] for _ in range(M + 1)]
+    entries[M] = [(M, 0.0)]
+    for k in range(M - 1, -1, -1):
+        entries[k] = ([(k, log_sil)] + [(j, s + log_nosil) for j, s in entries[k + 1]]
+                      if units[k].optional else [(k, 0.0)])
+    nst = [m.num_states(u.phone_id) for u in units]
+    first = np.concatenate([[1], 1 + np.cumsum(nst)]).astype(np.int64)
+    src, dst, lab, sc, unit_of = [], [], [], [], []
+
+    def enter(q, k_next, base):
+        for j, s in entries[k_next]:
+            src.append(q), unit_of.append(j), sc.append(base + s)
+            dst.append(int(first[j]) if j < M else int(first[-1]))
+            lab.append(m.pdf(units[j].phone_id, 0) + 1 if j < M else -1)
+
+    enter(0, 0, 0.0)
+    for k, u in enumerate(units):
+        for j in range(nst[k]):
+            q, label = int(first[k]) + j, m.pdf(u.phone_id, j) + 1
+            src.append(q), dst.append(q), lab.append(label), sc.append(topo.loop_score), unit_of.append(k)
+            if j + 1 < nst[k]:
+                src.append(q), dst.append(q + 1), lab.append(label + 1), sc.append(topo.forward_score)
+                unit_of.append(k)
+            else:
+                enter(q, k + 1, topo.forward_score)
+    return _sorted_arcs(units, src, dst, lab, sc, unit_of)
+
+
+@pytest.mark.parametrize("topo", [{}, {"sil_prob": 0.3, "self_loop_prob": 0.6, "sil_num_states": 5},
+                                  {"optional_silence": False}])
+def test_single_pronunciation_graph_is_unchanged(topo):
+    m = smap(**topo)
+    as_lists = {w: [p] for w, p in LEX.items()}  # load_lexicon's form, one pronunciation each
+    for words in (["AB", "C"], ["B", "CA", "B"], [], ["<UNK>", "BCA", "C", "C"]):
+        want = _graph_arcs_before_variants(words, LEX, m)
+        for lex in (LEX, as_lists):
+            got = graph_arcs(utterance_units(words, lex, m), m)
+            for x, y in zip(got, want):
+                assert x.dtype == y.dtype and np.array_equal(x, y)
+        g = build_graph(words, as_lists, m)
+        assert torch.equal(g.scores, torch.from_numpy(want[1]))
+
+
+def test_alignment_takes_the_pronunciation_the_frames_support():
+    m = smap()
+    rng = np.random.RandomState(1)
+    utts = [  # (words, [(phone, frames per state)])
+        (["W", "AB"], [(SIL, [2, 2, 2]), (B, [1, 2, 1]), (C, [2, 1, 1]), (A, [1, 1, 2]), (B, [2, 2, 1])]),
+        (["W", "AB"], [(A, [2, 2, 3]), (SIL, [1, 1, 1]), (A, [1, 1, 2]), (B, [2, 2, 1])]),
+        (["W", "V"], [(B, [1, 1, 1]), (C, [2, 1, 1]), (C, [1, 2, 1]), (SIL, [1, 1, 1])]),
+        (["W", "V"], [(B, [1, 1, 1]), (C, [2, 1, 1]), (A, [1, 2, 1]), (B, [3, 1, 1])]),
+    ]
+    feats, truth = [], []
+    for _words, segs in utts:
+        pdfs = [m.pdf(p, s) for p, durs in segs for s, d in enumerate(durs) for _ in range(d)]
+        post = np.full((len(pdfs), m.num_pdfs), 0.1 / (m.num_pdfs - 1))
+        post[np.arange(len(pdfs)), pdfs] = 0.9
+        feats.append(np.log(post * rng.uniform(0.9, 1.1, post.shape)).astype(np.float32))
+        truth.append(np.asarray(pdfs, dtype=np.int32))
+    out = align(PosteriorModel(m.num_pdfs, m.num_pdfs), feats, [u[0] for u in utts], VAR, PHONES,
+                batch_size=2)
+    for a, t, (_, segs) in zip(out, truth, utts):
+        np.testing.assert_array_equal(a.states, t)
+        assert [p for p, _, _ in a.phone_segments] == [p for p, _ in segs]
+    assert out[0].words == [("W", 6, 14), ("AB", 14, 23)]
+    assert out[2].phone_segments == [(B, 0, 3), (C, 3, 7), (C, 7, 11), (SIL, 11, 14)]  # C | C: two
+    assert out[2].words == [("W", 0, 7), ("V", 7, 11)]
+
+
+def test_flat_start_trains_on_variants():
+    feats, texts, _ = synthetic_corpus(n=6, seed=2)
+    lex = {**LEX, "AB": [["A", "B"], ["A", "C", "B"]], "BCA": [["B", "C", "A"], ["B", "A"]]}
+    model, hist = train_flat_start(feats, texts, lex, PHONES, HmmTopo(),
+                                   AlignConfig(epochs=1, hidden_dim=8, num_layers=1, batch_size=3))
+    assert hist[0]["skipped"] == 0 and math.isfinite(hist[0]["loglike_per_frame"])
+    out = align(model, feats, texts, lex, PHONES)
+    assert [a.num_frames for a in out] == [f.shape[0] for f in feats]
 
 
 # ---------------------------------------------------------------- flat start on a synthetic corpus

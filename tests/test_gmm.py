@@ -227,6 +227,30 @@ def test_alignments_find_the_segmentation_and_use_the_aligner_files(trained, tmp
     assert (tmp_path / "acc.png").stat().st_size > 1000
 
 
+def test_graph_variants_align_to_the_supported_pronunciation():
+    """A word with two pronunciations: the GMM training graph offers both (cost 0, as the k2
+    aligner's graph), and the best path over frames of the second one reads back its phones."""
+    from conftest import TOY_PID, peaked
+    from lm2am.gmm.graphs import compile_graph, read_alignment, transition_costs
+    from lm2am.gmm.model import monophone_tree
+    from lm2am.gmm.viterbi import best_path, tid_matrix
+    from lm2am.graph.hmm import make_transition_model, transition_tables
+
+    tm, _ = make_transition_model(monophone_tree(PHONES, HmmTopo()), HmmTopo())
+    tables = transition_tables(tm)
+    costs = transition_costs(tm, tables, 1.0, 0.1)
+    lex = {**{w: [list(p)] for w, p in LEX}, "BEE": [["B", "IY"], ["T", "IY", "K"]]}
+    g = compile_graph(["BEE", "CAT"], lex, SMAP, tables, costs)
+    assert [u.pron_id for u in g.units if u.word_id == 0] == [0, 0, 1, 1, 1]
+    for pron in (["B", "IY"], ["T", "IY", "K"]):
+        phones = ["SIL", *pron, "K", "AA", "T", "SIL"]
+        pdfs = [SMAP.pdf(TOY_PID[p], s) for p in phones for s in range(3) for _ in range(2)]
+        tids, marks, _ = best_path(g.fst, tid_matrix(peaked(pdfs, SMAP.num_pdfs), tables, 1.0), 1.0e4)
+        ali = read_alignment("u", tids, marks, g, tables, SMAP)
+        assert [PHONES[p] for p, _, _ in ali.phone_segments] == phones
+        assert ali.words == [("BEE", 6, 6 + 6 * len(pron)), ("CAT", 6 + 6 * len(pron), 24 + 6 * len(pron))]
+
+
 def test_decode_on_monophone_graph(trained, tmp_path):
     from lm2am.gmm.decode import decode_cuts
     from lm2am.graph import GraphConfig, NgramConfig, make_graph

@@ -190,6 +190,28 @@ def test_phone_tokens_split_at_word_boundary_and_phone_starts(sp):
     assert t2.phone_pos.tolist() == [0, 1, 2, 3, 3, 3, 4, 5]
 
 
+def test_targets_follow_the_aligned_pronunciation(sp):
+    """With two pronunciations of THE, the k2 aligner takes the one the frames support, and the
+    frame targets (so the alignment-side teacher tokens) carry that pronunciation's phones."""
+    from lm2am.align import StateMap, align
+    from lm2am.align.topo import HmmTopo
+    from lm2am.lm.tokens import target_tokens
+    from test_align import PosteriorModel
+
+    lex = {"THE": [["DH", "AH"], ["DH", "IH"]], "CAT": [["K", "AE", "T"]]}
+    m = StateMap(PHONES, HmmTopo())
+    for pron in (["DH", "AH"], ["DH", "IH"]):
+        phones = ["SIL", *pron, "K", "AE", "T", "SIL"]
+        pdfs = [m.pdf(PID[p], st) for p in phones for st in range(3) for _ in range(2)]
+        post = np.full((len(pdfs), m.num_pdfs), np.log(0.1 / (m.num_pdfs - 1)), np.float32)
+        post[np.arange(len(pdfs)), pdfs] = np.log(0.9)
+        ali, = align(PosteriorModel(m.num_pdfs, m.num_pdfs), [post], [["THE", "CAT"]], lex, PHONES)
+        t = make_frame_targets(ali.phones, ali.states, ali.words, sp, {SIL, SPN},
+                               phone_starts=[st for _, st, _ in ali.phone_segments])
+        want = [PID[p] for p in pron + ["K", "AE", "T"]]
+        assert t.phone_tokens == want and target_tokens(t, "phone")[0] == want
+
+
 def test_make_frame_targets_bad_words(sp):
     with pytest.raises(Lm2amError, match="utterance u7: word 1 'B'"):
         make_frame_targets(np.zeros(5), np.zeros(5), [("A", 0, 3), ("B", 2, 5)], sp, {SIL}, utt_id="u7")

@@ -20,7 +20,9 @@ skipping it, so the untrained model learns silence frames as parts of phones (0.
 accuracy with ``p = 0.75`` on the synthetic corpus).
 
 Alignment is ``k2.shortest_path`` over the same graphs; the graphs' arc attributes (see
-``graphs.py``) give frame-level pdfs, phones, phone segments and word boundaries.
+``graphs.py``) give frame-level pdfs, phones, phone segments and word boundaries. A word with
+several pronunciations is aligned with the one its frames support best (Viterbi), and the
+frame phones are that pronunciation's.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import k2
 import numpy as np
 import torch
 
-from lm2am.align.graphs import Lexicon, build_graph, utterance_units
+from lm2am.align.graphs import Lexicon, build_graph, min_frames, utterance_units
 from lm2am.align.model import INPUT_NORMS, MonoStateModel
 from lm2am.align.topo import HmmTopo, PhoneTable, StateMap
 from lm2am.errors import Lm2amError
@@ -141,17 +143,11 @@ def _check_inputs(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]],
     return list(utt_ids)
 
 
-def min_frames(words: Sequence[str], lexicon: Lexicon, smap: StateMap) -> int:
-    """Fewest frames any path through the utterance's graph needs (one per obligatory state)."""
-    return sum(smap.num_states(u.phone_id) for u in utterance_units(words, lexicon, smap)
-               if not u.optional)
-
-
 def equal_alignment(words: Sequence[str], lexicon: Lexicon, smap: StateMap, num_frames: int) -> np.ndarray:
     """Kaldi's ``align-equal-compiled`` for flat start: the pdf of every frame when the
-    utterance's obligatory HMM states (optional silences only at the two ends) share its
-    ``num_frames`` equally, in order. Needs ``num_frames >= min_frames``."""
-    units = utterance_units(words, lexicon, smap)
+    utterance's obligatory HMM states (first pronunciations; optional silences only at the two
+    ends) share its ``num_frames`` equally, in order. Needs ``num_frames >= min_frames``."""
+    units = [u for u in utterance_units(words, lexicon, smap) if u.pron_id == 0]
     keep = [u for k, u in enumerate(units) if not u.optional or k in (0, len(units) - 1)]
     pdfs = [smap.pdf(u.phone_id, j) for u in keep for j in range(smap.num_states(u.phone_id))]
     if len(pdfs) > num_frames:  # too short for the end silences too: the obligatory states only
@@ -198,7 +194,8 @@ def train_flat_start(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
     Args:
         feats: one float ``(T, F)`` feature matrix per utterance (e.g. 80-dim fbank).
         texts: the words of each utterance (OOVs already mapped to ``<UNK>``).
-        lexicon: word → phones (first pronunciation used).
+        lexicon: word → pronunciations (a list of phone lists; every one is an
+            alternative of the training graph, see ``graphs.py``) or word → phones.
         phones: phones.txt as a list (id = index) or symbol → id mapping.
         topo: HMM topology (default ``HmmTopo()``).
         cfg: training settings (default ``AlignConfig()``).

@@ -32,11 +32,12 @@ from lm2am.data.features import load_features
 log = logging.getLogger("lm2am.align")
 
 
-def load_lexicon(lang_dir: Path | str) -> Dict[str, List[str]]:
-    """word -> first pronunciation."""
+def load_lexicon(lang_dir: Path | str) -> Dict[str, List[List[str]]]:
+    """word -> every pronunciation of ``lang_dir/lexicon.txt`` (file order), the form the
+    training graphs take (each pronunciation an alternative: :mod:`lm2am.align.graphs`)."""
     from lm2am.lang import read_lexicon
 
-    return {w: list(prons[0]) for w, prons in read_lexicon(lang_dir, check_phones=True).items()}
+    return {w: [list(p) for p in prons] for w, prons in read_lexicon(lang_dir, check_phones=True).items()}
 
 
 def cut_inputs(cuts) -> Tuple[List[str], List[np.ndarray], List[List[str]]]:

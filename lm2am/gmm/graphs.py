@@ -1,15 +1,17 @@
 """Per-utterance training graphs over transition-ids (Kaldi's ``compile-train-graphs`` followed
 by ``AddTransitionProbs``), built directly as kaldifst FSTs, and reading an alignment back.
 
-The graph of a transcript has the same phone occurrences ("units") as the k2 aligner's
-(:func:`lm2am.align.graphs.utterance_units`: lexicon phones, an optional silence with
-probability ``topo.sil_prob`` before, between and after the words). Each emitting HMM state of
+The graph of a transcript has the same phone occurrences ("units") and the same ways through
+them as the k2 aligner's (:func:`lm2am.align.graphs.utterance_units` and
+:func:`~lm2am.align.graphs.unit_successors`: each pronunciation of a word an alternative at cost
+0, an optional silence with probability ``topo.sil_prob`` before, between and after the words),
+so the best path's unit labels also say which pronunciation was taken. Each emitting HMM state of
 each unit is an FST state with two arcs, as Kaldi's HMM has: a self-loop labelled with the
 state's self-loop transition-id and a forward arc labelled with its forward transition-id, which
 consumes the state's last frame. The forward arc out of a unit's last state carries output label
-``unit index + 1`` (so the best path says which optional silences were taken and where each
-unit ends) and leads to every unit that may follow. An epsilon arc from a start state enters the
-first unit(s); a final state follows the last.
+``unit index + 1`` (so the best path says which optional silences and pronunciations were taken
+and where each unit ends) and leads to every unit that may follow. Epsilon arcs from a start
+state enter the first unit(s); a final state follows the last.
 
 Weights (costs, tropical): optional-silence ``-log p`` / ``-log(1 - p)`` as in Kaldi's L.fst, and
 Kaldi's ``GetScaledTransitionLogProb``: a self-loop gets ``self_loop_scale * log p(loop)``, a
@@ -25,7 +27,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from lm2am.align.flat_start import Alignment
-from lm2am.align.graphs import Lexicon, Unit, utterance_units
+from lm2am.align.graphs import Lexicon, Unit, unit_successors, utterance_units
 from lm2am.align.topo import StateMap
 from lm2am.graph.hmm import TransitionTables
 from lm2am.kaldi import kaldi_wheels
@@ -58,18 +60,13 @@ def compile_graph(words: Sequence[str], lexicon: Lexicon, smap: StateMap, tables
     _, kaldifst, _ = kaldi_wheels()
     units = utterance_units(words, lexicon, smap, utt)
     topo = smap.topo
-    log_sil, log_nosil = math.log(topo.sil_prob), math.log1p(-topo.sil_prob)
+    start, follow = unit_successors(units, math.log(topo.sil_prob), math.log1p(-topo.sil_prob))
     nst = [smap.num_states(u.phone_id) for u in units]
     first = np.concatenate([[1], 1 + np.cumsum(nst)]).astype(np.int64)
     M = len(units)
     final = int(first[-1])
-    entries: List[List[Tuple[int, float]]] = [[] for _ in range(M + 1)]
-    entries[M] = [(M, 0.0)]
-    for k in range(M - 1, -1, -1):
-        entries[k] = ([(k, log_sil)] + [(m, s + log_nosil) for m, s in entries[k + 1]]
-                      if units[k].optional else [(k, 0.0)])
     lines: List[str] = []
-    for m, s in entries[0]:
+    for m, s in start:
         lines.append(f"0 {final if m == M else first[m]} 0 0 {-s:.6g}")
     for k, u in enumerate(units):
         for j in range(nst[k]):
@@ -81,7 +78,7 @@ def compile_graph(words: Sequence[str], lexicon: Lexicon, smap: StateMap, tables
             if j + 1 < nst[k]:
                 lines.append(f"{q} {q + 1} {fwd} 0 {costs[fwd]:.6g}")
             else:
-                for m, s in entries[k + 1]:
+                for m, s in follow[k]:
                     dst = final if m == M else int(first[m])
                     lines.append(f"{q} {dst} {fwd} {k + 1} {costs[fwd] - s:.6g}")
     lines.append(str(final))

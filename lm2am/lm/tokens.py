@@ -37,9 +37,11 @@ two words, the alignment-side phones next to it have SIL as context, the text-si
 neighbouring word's phone, so their senones can differ. ``sil_prob`` inserts a SIL context
 between words at random (each boundary independently, seeded) so the LM sees both forms; the
 demo alignments have silence at about 23 % of word boundaries, hence the default 0.2
-(:class:`lm2am.lm.model.LmConfig`). Other, rarer mismatches: a pronunciation variant the
-aligner chose (only with ``max_prons_per_word > 1``), and subword pieces of a word that owns
-no speech frame (kept in ``subword_tokens`` on both sides, so no mismatch).
+(:class:`lm2am.lm.model.LmConfig`). Other, rarer mismatches: a pronunciation variant (only with
+``max_prons_per_word > 1``: the aligner takes whichever pronunciation the audio supports and the
+alignment-side tokens carry it, while the text side always reads the first one), and subword
+pieces of a word that owns no speech frame (kept in ``subword_tokens`` on both sides, so no
+mismatch).
 """
 from __future__ import annotations
 
