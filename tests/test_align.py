@@ -374,3 +374,54 @@ def test_training_is_deterministic_on_cpu():
     assert [h["loglike_per_frame"] for h in runs[0][1]] == [h["loglike_per_frame"] for h in runs[1][1]]
     for p, q in zip(runs[0][0].state_dict().values(), runs[1][0].state_dict().values()):
         assert torch.equal(p, q)
+
+
+# ---------------------------------------------------------------- equal-alignment warm start, utterance mean
+
+def test_equal_alignment_spreads_frames_over_the_states():
+    from lm2am.align.flat_start import equal_alignment
+
+    m = smap()
+    lex = {**LEX, "AB": [["A", "B"], ["A", "C", "B"]]}  # the first pronunciation is the one used
+    ali = equal_alignment(["AB", "C"], lex, m, 30)  # SIL A B C SIL: 15 states, 2 frames each
+    states = [m.pdf(p, j) for p in (SIL, A, B, C, SIL) for j in range(3)]
+    np.testing.assert_array_equal(ali, np.repeat(states, 2))
+    ali = equal_alignment(["AB", "C"], lex, m, 40)  # no silence between the words; shares within 1 frame
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[-1, ali, -1])))
+    assert len(runs) == 15 and runs.min() >= 2 and runs.max() <= 3 and runs.sum() == 40
+    ali = equal_alignment(["AB", "C"], lex, m, 10)  # too short for the end silences: phones only
+    np.testing.assert_array_equal(ali[:1], [m.pdf(A, 0)])
+    assert len(ali) == 10 and set(ali) == {m.pdf(p, j) for p in (A, B, C) for j in range(3)}
+
+
+def test_utterance_mean_model_ignores_each_utterance_offset():
+    torch.manual_seed(0)
+    model = MonoStateModel(6, 9, hidden_dim=8, num_layers=2, input_norm="utterance_mean").eval()
+    x = torch.randn(2, 12, 6)
+    lengths = torch.tensor([12, 7])
+    x[1, 7:] = 0.0  # padding
+    shifted = x.clone()
+    shifted[0] += torch.randn(6) * 5  # a different constant spectral offset per utterance
+    shifted[1, :7] += torch.randn(6) * 5
+    y, z = model(x, lengths), model(shifted, lengths)
+    torch.testing.assert_close(y[0], z[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(y[1, :7], z[1, :7], atol=1e-4, rtol=0)
+    glob = MonoStateModel(6, 9, hidden_dim=8, num_layers=2).eval()
+    assert not torch.allclose(glob(x, lengths)[0], glob(shifted, lengths)[0], atol=1e-2)
+    with pytest.raises(ValueError, match="input_norm"):
+        AlignConfig(input_norm="speaker")
+
+
+def test_equal_start_with_utterance_mean_recovers_offset_utterances():
+    """Each utterance shifted by its own constant offset (an unseen voice's spectral tilt):
+    equal-alignment rounds, then full-sum rounds, on mean-removed features find the phones."""
+    feats, texts, labels = synthetic_corpus(seed=4)
+    rng = np.random.RandomState(5)
+    feats = [f + rng.randn(f.shape[1]).astype(np.float32) * 3 for f in feats]
+    cfg = AlignConfig(epochs=10, hidden_dim=64, num_layers=2, batch_size=8, lr=3e-3, seed=0,
+                      equal_align_epochs=3, input_norm="utterance_mean")
+    model, hist = train_flat_start(feats, texts, LEX, PHONES, HmmTopo(), cfg)
+    assert [h["mode"] for h in hist] == ["equal"] * 3 + ["full_sum"] * 7
+    out = align(model, feats, texts, LEX, PHONES, batch_size=8)
+    acc = float(np.mean(np.concatenate([a.phones == ref for a, ref in zip(out, labels)])))
+    assert acc >= 0.9, f"frame phone accuracy {acc:.3f}"
