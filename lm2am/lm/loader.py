@@ -130,9 +130,10 @@ class PosteriorReader:
         return sp.indices[0].numpy(), sp.probs[0].numpy(), sp.mask[0].numpy()
 
     def _cut(self, cut_id: str, n: int, subsampling: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(idx [runs, k] int64, probs [runs, k] float32, rows [T'] int64)`` of one cut, checked
-        and cached: ``rows[t]`` is the run of subsampled frame ``t``, -1 on silence. The cache
-        holds a few bytes per frame (every epoch after the first reads no file)."""
+        """``(indices [T', k] int64, probs [T', k] float32, speech [T'] bool)`` of one cut's
+        subsampled frames, checked and cached (silence: index 0, probability 0). The cache holds
+        ``12 k + 1`` bytes per subsampled frame, so every epoch after the first reads no file and
+        a batch is a few contiguous copies."""
         key = (cut_id, subsampling)
         hit = self._cache.get(key)
         if hit is not None and hit[3] == n:
@@ -163,10 +164,16 @@ class PosteriorReader:
             rows = subsample(np.cumsum(delta[:T]) - 1, subsampling)
         else:
             rows = np.full(num_subsampled(T, subsampling), -1, dtype=np.int64)
-        idx = np.maximum(runs[:, 2:2 + k], 0).astype(np.int64)  # spare slots (-1) -> 0
-        probs = np.ascontiguousarray(runs[:, 2 + k:])
-        self._cache[key] = (idx, probs, rows, int(n))
-        return idx, probs, rows
+        # per-run tables plus an all-zero row that silence frames point at, gathered once per cut
+        idx_table = np.zeros((r + 1, k), dtype=np.int64)
+        idx_table[:r] = np.maximum(runs[:, 2:2 + k], 0)  # spare slots (-1) -> 0
+        prob_table = np.zeros((r + 1, k), dtype=np.float32)
+        prob_table[:r] = runs[:, 2 + k:]
+        speech = rows >= 0
+        at = np.where(speech, rows, r)
+        entry = (idx_table[at], prob_table[at], speech, int(n))
+        self._cache[key] = entry
+        return entry[0], entry[1], entry[2]
 
     def load(self, cut_ids: Sequence[str], num_frames: Sequence[int], subsampling: int = 1
              ) -> SparsePosteriors:
@@ -175,20 +182,16 @@ class PosteriorReader:
             raise ValueError(f"{len(cut_ids)} cut ids but {len(num_frames)} frame counts")
         B, k = len(cut_ids), self.k
         Tp = num_subsampled(max(num_frames, default=0), subsampling)
-        cuts = [self._cut(c, int(n), subsampling) for c, n in zip(cut_ids, num_frames)]
-        # All cuts' runs in one table, plus an all-zero row that silence and padding point at.
-        offs = np.cumsum([0] + [c[0].shape[0] for c in cuts])
-        zero = int(offs[-1])
-        idx_table = np.zeros((zero + 1, k), dtype=np.int64)
-        prob_table = np.zeros((zero + 1, k), dtype=np.float32)
-        fmap = np.full((B, Tp), zero, dtype=np.int64)  # (cut, output frame) -> table row
-        for b, (idx, probs, rows) in enumerate(cuts):
-            idx_table[offs[b]:offs[b + 1]] = idx
-            prob_table[offs[b]:offs[b + 1]] = probs
-            fmap[b, :len(rows)] = np.where(rows >= 0, rows + offs[b], zero)
-        # gather per frame from small per-run tables (conversions on runs, not frames)
-        return SparsePosteriors(torch.from_numpy(idx_table[fmap]), torch.from_numpy(prob_table[fmap]),
-                                torch.from_numpy(fmap != zero))
+        indices = np.zeros((B, Tp, k), dtype=np.int64)
+        probs = np.zeros((B, Tp, k), dtype=np.float32)
+        mask = np.zeros((B, Tp), dtype=bool)
+        for b, (c, n) in enumerate(zip(cut_ids, num_frames)):
+            idx, pr, speech = self._cut(c, int(n), subsampling)
+            t = len(speech)
+            indices[b, :t] = idx
+            probs[b, :t] = pr
+            mask[b, :t] = speech
+        return SparsePosteriors(torch.from_numpy(indices), torch.from_numpy(probs), torch.from_numpy(mask))
 
 
 _READERS: Dict[Tuple[str, Optional[int], int], PosteriorReader] = {}
