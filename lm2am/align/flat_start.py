@@ -67,6 +67,8 @@ class AlignConfig:
         prior_momentum: per-batch update weight of the running-average prior.
         equal_align_epochs: first rounds trained by frame cross-entropy on equally spaced
             alignments (Kaldi's ``align-equal-compiled``) before the full-sum rounds; 0: none.
+        viterbi_epochs: last rounds trained by frame cross-entropy on each batch's own
+            Viterbi alignment (hard EM, as Kaldi's GMM training) instead of the full sum.
     """
 
     epochs: int = 10
@@ -82,6 +84,7 @@ class AlignConfig:
     prior_scale: float = 0.5
     prior_momentum: float = 0.1
     equal_align_epochs: int = 0
+    viterbi_epochs: int = 0
     max_train_utts: Optional[int] = None  # stage only: train on at most this many (evenly spread)
 
     def __post_init__(self) -> None:
@@ -100,6 +103,10 @@ class AlignConfig:
             raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         check_range(self, "prior_momentum", 0, 1)
         check_range(self, "equal_align_epochs", 0)
+        check_range(self, "viterbi_epochs", 0)
+        if self.equal_align_epochs + self.viterbi_epochs > self.epochs:
+            raise ValueError(f"equal_align_epochs + viterbi_epochs ({self.equal_align_epochs} + "
+                             f"{self.viterbi_epochs}) exceed epochs ({self.epochs})")
 
 
 @dataclass
@@ -255,10 +262,12 @@ def _train_rounds(model: MonoStateModel, graphs: Sequence[k2.Fsa], feats: Sequen
         for epoch in tqdm(range(1, cfg.epochs + 1), desc="flat start", unit="round", disable=None):
             model.train()
             labels = equal if epoch <= cfg.equal_align_epochs else None
+            viterbi = epoch > cfg.epochs - cfg.viterbi_epochs
             entry, prior = _train_round(model, opt, graphs, feats, batches,
                                         rng.permutation(len(batches)), prior, cfg, device,
-                                        len(feats) - len(usable), labels)
-            history.append({"epoch": epoch, "mode": "full_sum" if labels is None else "equal", **entry})
+                                        len(feats) - len(usable), labels, viterbi)
+            mode = "equal" if labels is not None else "viterbi" if viterbi else "full_sum"
+            history.append({"epoch": epoch, "mode": mode, **entry})
             tb.scalars("train", entry, epoch)
             log.info("flat start epoch %d/%d (%s): loglike/frame %.4f over %d frames (%d utts skipped), "
                      "%.0f frames/s", epoch, cfg.epochs, history[-1]["mode"], entry["loglike_per_frame"],
@@ -298,16 +307,17 @@ def _training_graphs(feats: Sequence[np.ndarray], texts: Sequence[Sequence[str]]
 def _train_round(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequence[k2.Fsa],
                  feats: Sequence[np.ndarray], batches: Sequence[np.ndarray], order: np.ndarray,
                  prior: torch.Tensor, cfg: AlignConfig, device: Device, skipped: int,
-                 labels: Optional[Dict[int, torch.Tensor]] = None
+                 labels: Optional[Dict[int, torch.Tensor]] = None, viterbi: bool = False
                  ) -> Tuple[Dict[str, float], torch.Tensor]:
     """One pass over ``batches`` in ``order``: ``(figures of the round, updated prior)``;
     ``skipped`` counts the utterances already left out. With ``labels`` (a pdf per frame of
-    each utterance) the round trains by frame cross-entropy instead of the full sum."""
+    each utterance) the round trains by frame cross-entropy instead of the full sum; with
+    ``viterbi`` by frame cross-entropy on each batch's best path."""
     t0 = time.time()
     tot_ll, tot_frames = 0.0, 0
     for bi in order:
         prior, ll, frames, failed = _train_batch(model, opt, graphs, feats, batches[bi], prior,
-                                                 cfg, device, labels)
+                                                 cfg, device, labels, viterbi)
         skipped += failed
         tot_ll += ll
         tot_frames += frames
@@ -318,8 +328,8 @@ def _train_round(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequ
 
 def _train_batch(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequence[k2.Fsa],
                  feats: Sequence[np.ndarray], idx: np.ndarray, prior: torch.Tensor,
-                 cfg: AlignConfig, device: Device, labels: Optional[Dict[int, torch.Tensor]] = None
-                 ) -> Tuple[torch.Tensor, float, int, int]:
+                 cfg: AlignConfig, device: Device, labels: Optional[Dict[int, torch.Tensor]] = None,
+                 viterbi: bool = False) -> Tuple[torch.Tensor, float, int, int]:
     """One update on the utterances ``idx``: ``(updated prior, total log-likelihood, frames,
     utterances without a path)``; a batch with no path at all makes no update. With
     ``labels``: frame cross-entropy against them (the log-likelihood is then that of the labels)."""
@@ -344,8 +354,30 @@ def _train_batch(model: MonoStateModel, opt: torch.optim.Optimizer, graphs: Sequ
     if not bool(ok.any()):
         return prior, 0.0, 0, failed
     frames = int(lens[ok.cpu()].sum())
+    if viterbi:  # hard EM: cross-entropy on the best paths (the lattice's scores carry no gradient)
+        target = _best_path_pdfs(k2.shortest_path(lat, use_double_scores=True), lens, ok.cpu())
+        keep = valid & ok.to(device)[:, None]
+        ll = logp[keep].gather(1, target.to(device)[:, None]).sum()
+        _step(model, opt, -ll / frames, cfg)
+        return prior, float(ll), frames, failed
     _step(model, opt, -scores[ok].sum() / frames, cfg)
     return prior, float(scores[ok].sum()), frames, failed
+
+
+def _best_path_pdfs(best: k2.Fsa, lens: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """The pdf of every frame of the utterances with a path (``ok``), concatenated in batch
+    order: the best paths' labels minus 1, final arcs dropped."""
+    shape = best.arcs.shape()
+    arc_split = shape.row_splits(2)[shape.row_splits(1).long()].cpu()
+    labels = best.labels.cpu()
+    out = []
+    for b in range(len(lens)):
+        if bool(ok[b]):
+            lab = labels[int(arc_split[b]):int(arc_split[b + 1])]
+            pdfs = lab[lab != -1].long() - 1
+            assert pdfs.numel() == int(lens[b]), "best path and features disagree on the frame count"
+            out.append(pdfs)
+    return torch.cat(out)
 
 
 def _step(model: MonoStateModel, opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: AlignConfig) -> None:
