@@ -2,7 +2,8 @@
 """AM training throughput (frames/s) of CE vs the hierarchical KD system, fp32 vs AMP.
 
 Random features, random hard targets and random sparse top-k teacher tensors, so nothing but
-the model and the losses is exercised: the forward, :func:`lm2am.am.losses.system_loss`, the
+the model and the losses is exercised: the forward as training runs it
+(:func:`lm2am.am.losses.training_forward`), :func:`lm2am.am.losses.system_loss`, the
 backward and an AdamW step, timed per step after warm-up (CUDA synchronized).
 
 Standalone on purpose: it imports only ``lm2am.am.config``, ``lm2am.am.model`` and
@@ -31,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's lm2am, uninstalled
 
 from lm2am.am.config import HeadConfig, SystemConfig, make_model_config  # noqa: E402
-from lm2am.am.losses import system_loss  # noqa: E402
+from lm2am.am.losses import system_loss, training_forward  # noqa: E402
 from lm2am.am.model import build_model  # noqa: E402
 
 #: Sizes of the synth-en demo tree/BPE (senones, phones incl. SIL, subword pieces).
@@ -84,10 +85,11 @@ def time_system(name: str, system: SystemConfig, args: argparse.Namespace, amp: 
     feats, lengths, targets, teacher = random_batch(args.batch, args.frames, mcfg.feat_dim, vocab,
                                                     args.top_k, device)
     frames = int(lengths.sum())
+    batch = {"features": feats, "lengths": lengths, "targets": targets, "teacher": teacher}
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(feats, lengths)
+            out = training_forward(model, batch, system)  # heads on their loss frames
         loss, _ = system_loss(out, targets, teacher, system)  # losses in fp32, as in train.py
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -3,7 +3,8 @@
 Same model size (the recipe's ``am`` section of conf/tiny.yaml over the system files), same
 batches (one fixed list of lhotse sampler batches of the tiny train part), the real data path
 (``AmDataset`` through a ``DataLoader``, teacher posteriors read by ``lm2am.lm.loader`` from the
-stage-13 arks) and the real loss (``lm2am.am.losses.system_loss``). Per step we time the
+stage-13 arks), the training forward (``lm2am.am.losses.training_forward``: heads on the frames
+their loss reads) and the real loss (``lm2am.am.losses.system_loss``). Per step we time the
 ``DataLoader`` fetch (features, targets, posteriors) and the compute (forward, loss, backward,
 clipping, AdamW) separately, as ``lm2am.am.train`` runs them.
 
@@ -74,9 +75,9 @@ class _Runner:
 
     def step(self, batch: Dict[str, Any]) -> None:
         from lm2am.am.evaluate import StatsAccumulator
-        from lm2am.am.losses import system_loss
+        from lm2am.am.losses import system_loss, training_forward
 
-        out = self.model(batch["features"], batch["lengths"])
+        out = training_forward(self.model, batch, self.system)
         loss, stats = system_loss(out, batch["targets"], batch["teacher"], self.system)
         torch.isfinite(loss.detach())
         self.opt.zero_grad(set_to_none=True)

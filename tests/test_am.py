@@ -330,6 +330,87 @@ def test_system_loss_combines_terms_and_reports_accuracy():
     assert st["main_acc"][0] == c and n == (labels >= 0).sum()
 
 
+def _random_batch(N: int, T: int, seed: int, speech: float = 0.7):
+    """Features, lengths, targets and sparse teachers for a random padded batch (the
+    subword label and every teacher only on speech frames, as the dataset gives them)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([T] + [max(1, T - 3 * i) for i in range(1, N)])
+    valid = torch.arange(T)[None] < lengths[:, None]
+    speech_mask = valid & (torch.rand(N, T, generator=g) < speech)
+    senone = torch.where(valid, torch.randint(0, NUM_SENONES, (N, T), generator=g), -1)
+    phone = torch.where(valid, torch.randint(0, NUM_PHONES, (N, T), generator=g), -1)
+    sub = torch.where(speech_mask, torch.randint(0, NUM_SUBWORDS, (N, T), generator=g), -1)
+    targets = {"senone": senone, "phone": phone, "subword_id": sub, "silence": valid & ~speech_mask}
+    teacher = {}
+    for unit, V in (("senone", NUM_SENONES), ("monophone", NUM_PHONES), ("subword", NUM_SUBWORDS)):
+        idx = torch.stack([torch.randperm(V, generator=g)[:4] for _ in range(N * T)]).view(N, T, 4)
+        probs = torch.rand(N, T, 4, generator=g)
+        teacher[unit] = {"indices": idx, "probs": probs / probs.sum(-1, keepdim=True), "mask": speech_mask}
+    return {"features": torch.randn(N, T, FEAT_DIM, generator=g), "lengths": lengths,
+            "targets": targets, "teacher": teacher}
+
+
+def _loss_and_grads(model, out_fn, b, system):
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(5)  # the same dropout masks for both forwards
+    loss, stats = system_loss(out_fn(), b["targets"], b["teacher"], system)
+    loss.backward()
+    return loss.detach(), stats, {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("silence,head_loss,f", [("skip", "kd", 1), ("include", "kd", 1),
+                                                 ("skip", "kd+ce", 1), ("include", "kd+ce", 2),
+                                                 ("skip", "kd", 3)])
+def test_heads_on_loss_frames_equal_heads_on_every_frame(silence, head_loss, f):
+    """The training forward (each head only on the frames its loss reads, the others without
+    gradient for the accuracy) gives the loss, gradients and statistics of the reference:
+    every head on every frame, then masked by the loss."""
+    from lm2am.am.losses import head_frames, training_forward
+
+    torch.manual_seed(0)
+    cfg = make_model_config(dict(TINY_MODEL, subsampling=f))
+    system = SystemConfig(name="h", silence_frames=silence, heads=[
+        HeadConfig(unit="monophone", layer=1, loss=head_loss, ce_weight=0.7),
+        HeadConfig(unit="senone", layer=2, temperature=1.0, loss=head_loss),
+        HeadConfig(unit="subword", layer=-1, loss=head_loss, weight=0.5)])
+    model = build_model(cfg, NUM_SENONES, system.heads, VOCAB).train()
+    b = _random_batch(3, 40, seed=1)
+    b["targets"] = {k: subsample(v, f, axis=1) for k, v in b["targets"].items()}
+    b["teacher"] = {u: {k: subsample(v, f, axis=1) for k, v in t.items()} for u, t in b["teacher"].items()}
+    ref = _loss_and_grads(model, lambda: model(b["features"], b["lengths"]), b, system)
+    new = _loss_and_grads(model, lambda: training_forward(model, b, system), b, system)
+    out = training_forward(model, b, system)
+    loss_frames, _ = head_frames(b["targets"], b["teacher"], system)
+    for h in system.heads:  # the heads really ran on fewer frames where the loss skips some
+        assert out["aux"][h.name].shape[0] == int(loss_frames[h.name].sum())
+    if silence == "skip" and head_loss == "kd":
+        assert out["aux"]["monophone"].shape[0] < int((b["targets"]["phone"] >= 0).sum())
+    torch.testing.assert_close(new[0], ref[0], rtol=1e-5, atol=1e-6)
+    assert new[1].keys() == ref[1].keys()
+    for k in ref[1]:
+        torch.testing.assert_close(new[1][k][0].float(), ref[1][k][0].float(), rtol=1e-5, atol=1e-4)
+        assert int(new[1][k][1]) == int(ref[1][k][1]), k
+    for n, g in ref[2].items():  # every parameter gets a gradient (DDP needs that), the same one
+        torch.testing.assert_close(new[2][n], g, rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_heads_without_loss_frames_still_get_gradients():
+    """A batch without teacher frames: the heads run on no frame, yet every head parameter
+    gets a (zero) gradient, so DDP's all-reduce sees the same parameters every step."""
+    from lm2am.am.losses import training_forward
+
+    torch.manual_seed(0)
+    system = SystemConfig(name="h", heads=[HeadConfig(unit="monophone", layer=1),
+                                           HeadConfig(unit="subword", layer=-1)])
+    model = build_model(make_model_config(TINY_MODEL), NUM_SENONES, system.heads, VOCAB).train()
+    b = _random_batch(2, 20, seed=2, speech=0.0)
+    loss, stats = system_loss(training_forward(model, b, system), b["targets"], b["teacher"], system)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert all(float(p.grad.abs().sum()) == 0 for p in model.heads.parameters())
+    assert int(stats["monophone_kd"][1]) == 0 and int(stats["monophone_acc"][1]) == int(b["lengths"].sum())
+
+
 # --------------------------------------------------------------------------- model
 
 

@@ -23,7 +23,7 @@ from lm2am.am.config import SystemConfig, TrainConfig
 from lm2am.am.data import AmDataset, batch_to
 from lm2am.am.distributed import Dist
 from lm2am.am.evaluate import StatsAccumulator, autocast, evaluate_model
-from lm2am.am.losses import system_loss
+from lm2am.am.losses import system_loss, training_forward
 from lm2am.am.model import AcousticModel
 from lm2am.am.optim import LrSchedule
 from lm2am.checkpoint import prune, save
@@ -93,7 +93,7 @@ def compute_loss(t: Trainer, batch: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[
     """Forward one batch; the system's loss and its statistics."""
     b = batch_to(batch, t.dev)
     with autocast(t.dev, t.use_amp, t.cfg.amp_dtype):
-        out = t.net(b["features"], b["lengths"])
+        out = training_forward(t.net, b, t.system)
     return system_loss(out, b["targets"], b["teacher"], t.system)
 
 

@@ -19,10 +19,16 @@ used as they are, never scattered into a dense ``(N, T, V)`` target:
 Each loss returns ``(sum over frames, frame count)`` so epoch averages weight frames, not
 batches; :func:`system_loss` combines them as ``main + Σ_h w_h (KD_h + ce_weight CE_h)`` and
 reports every term and every head's frame accuracy.
+
+Training runs each head only on the frames its terms read (:func:`head_frames`: speech frames
+with teacher posteriors for ``kd`` with ``silence_frames: skip``, every labelled frame
+otherwise) and, without gradient, on the remaining labelled frames for its accuracy: the loss,
+the gradients and every statistic are those of the heads on all frames, at the cost of the
+frames used (:func:`system_loss` reads either form).
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -94,13 +100,72 @@ def _mean(stat: Stat) -> torch.Tensor:
     return s / n.clamp(min=1)
 
 
+def _include_silence(system: SystemConfig, unit: str) -> bool:
+    """Whether a head of ``unit`` gets the one-hot hard label on frames without a teacher."""
+    return system.silence_frames == "include" and unit != "subword"
+
+
+def head_frames(targets: Mapping[str, torch.Tensor],
+                teacher: Mapping[str, Mapping[str, torch.Tensor]], system: SystemConfig
+                ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """Per head, the ``(N, T')`` frames its loss reads and the other labelled frames.
+
+    The loss frames: those with a hard label of the head's unit and teacher posteriors
+    (``kd`` with ``silence_frames: skip``), or every labelled frame (``kd+ce``, or ``include``
+    on a senone/monophone head). The rest of the labelled frames count only in ``<head>_acc``.
+    Returns ``(loss_frames, stat_frames)``, the arguments ``aux_frames`` and
+    ``aux_stat_frames`` of :meth:`lm2am.am.model.AcousticModel.forward`.
+    """
+    loss_frames: Dict[str, torch.Tensor] = {}
+    stat_frames: Dict[str, torch.Tensor] = {}
+    for h in system.heads:
+        labelled = targets[UNITS[h.unit]] >= 0
+        if h.loss == "kd+ce" or _include_silence(system, h.unit):
+            loss_frames[h.name] = labelled
+        else:
+            loss_frames[h.name] = teacher[h.unit]["mask"] & labelled
+            stat_frames[h.name] = labelled & ~teacher[h.unit]["mask"]
+    return loss_frames, stat_frames
+
+
+def training_forward(net: torch.nn.Module, b: Mapping[str, Any], system: SystemConfig
+                     ) -> Dict[str, Any]:
+    """The network (the model or its DDP wrapper) on a batch as training runs it: each head
+    on the frames its loss reads, and without gradient on its other labelled frames
+    (:func:`lm2am.am.losses.head_frames`), not on every frame."""
+    loss_frames, stat_frames = head_frames(b["targets"], b["teacher"], system)
+    return net(b["features"], b["lengths"], aux_frames=loss_frames, aux_stat_frames=stat_frames)
+
+
+def _select(frames: Optional[torch.Tensor], labels: torch.Tensor,
+            teacher: Mapping[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """Labels and teacher posteriors of the ``frames`` mask's frames (all with ``None``)."""
+    if frames is None:
+        return labels, dict(teacher)
+    return labels[frames], {k: teacher[k][frames] for k in ("indices", "probs", "mask")}
+
+
+def _head_accuracy(out: Mapping[str, object], name: str, logits: torch.Tensor,
+                   labels: torch.Tensor, all_labels: torch.Tensor) -> Stat:
+    """Frame accuracy of head ``name`` over its loss frames (``logits``/``labels``) and its
+    statistics-only frames (``out["aux_stat"]``), if any: every labelled frame either way."""
+    correct, n = frame_accuracy(logits, labels)
+    stat = (out.get("aux_stat") or {}).get(name)
+    if stat is not None:
+        c2, n2 = frame_accuracy(stat, all_labels[out["aux_stat_frames"][name]])
+        correct, n = correct + c2, n + n2
+    return correct, n
+
+
 def system_loss(out: Mapping[str, object], targets: Mapping[str, torch.Tensor],
                 teacher: Mapping[str, Mapping[str, torch.Tensor]], system: SystemConfig
                 ) -> Tuple[torch.Tensor, Dict[str, Stat]]:
     """The training loss of ``system`` for one batch, and every reported statistic.
 
     Args:
-        out: :meth:`AcousticModel.forward` output (``main`` log-probs, ``aux`` logits).
+        out: :meth:`AcousticModel.forward` output (``main`` log-probs, ``aux`` logits on every
+            frame, or on the ``aux_frames`` frames given to the forward, then with
+            ``aux_stat`` logits of the other labelled frames for the accuracies).
         targets: subsampled per-frame labels (``senone``, ``phone``, ``subword_id``, ``-1`` on
             padding/absent) and ``silence`` (bool).
         teacher: per unit, ``indices``/``probs`` ``(N, T', k)`` and ``mask`` ``(N, T')``.
@@ -111,7 +176,8 @@ def system_loss(out: Mapping[str, object], targets: Mapping[str, torch.Tensor],
         head weights) and ``{name: (sum, count)}`` for ``loss``, ``main_ce``,
         ``main_interp`` (interpolation), ``main_acc``, and per head ``<head>_kd``,
         ``<head>_ce`` (``kd+ce``), ``<head>_loss`` (weighted, as added) and ``<head>_acc``.
-        Accuracies are (correct, frames).
+        Accuracies are (correct, frames); a head's are over every frame with a label of its
+        unit, whichever frames its loss reads.
     """
     main = out["main"]
     senone = targets["senone"]
@@ -127,11 +193,12 @@ def system_loss(out: Mapping[str, object], targets: Mapping[str, torch.Tensor],
     with torch.no_grad():
         stats["main_acc"] = frame_accuracy(main, senone)
     aux = out.get("aux") or {}
+    frames = out.get("aux_frames") or {}
     for h in system.heads:
         logits = aux[h.name]
-        labels = targets[UNITS[h.unit]]
-        t = teacher[h.unit]
-        include = system.silence_frames == "include" and h.unit != "subword"
+        all_labels = targets[UNITS[h.unit]]
+        labels, t = _select(frames.get(h.name), all_labels, teacher[h.unit])
+        include = _include_silence(system, h.unit)
         kd = kd_loss(logits, t["indices"], t["probs"], t["mask"] & (labels >= 0), h.temperature,
                      labels=labels if include else None)
         stats[f"{h.name}_kd"] = kd
@@ -144,7 +211,7 @@ def system_loss(out: Mapping[str, object], targets: Mapping[str, torch.Tensor],
         stats[f"{h.name}_loss"] = (weighted.detach(), torch.ones((), device=weighted.device))
         total = total + weighted
         with torch.no_grad():
-            stats[f"{h.name}_acc"] = frame_accuracy(logits, labels)
+            stats[f"{h.name}_acc"] = _head_accuracy(out, h.name, logits, labels, all_labels)
     n = (senone >= 0).sum()
     stats["loss"] = (total.detach() * n, n)
     return total, stats

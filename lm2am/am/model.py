@@ -14,7 +14,9 @@ each auxiliary head reads the layer its :class:`~lm2am.am.config.HeadConfig` nam
 subsampling ``f`` (``ModelConfig.subsampling``) frames are dropped after layer
 ``subsample_after`` by :func:`lm2am.frames.subsample`, and a head below that point is
 subsampled the same way, so every output has ``num_subsampled(T, f)`` frames aligned with the
-subsampled targets and teacher posteriors. Decoding uses the main output only.
+subsampled targets and teacher posteriors. Decoding uses the main output only. In training a
+head can run on the frames its loss reads only (``aux_frames``: gathered into an ``(M, hidden)``
+matrix before the head), which computes the same loss and gradients for less.
 """
 from __future__ import annotations
 
@@ -160,27 +162,49 @@ class AcousticModel(nn.Module):
                     taps[name] = subsample(taps[name], f, axis=2)
         return h, lengths, taps
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, with_aux: bool = True
-                ) -> Dict[str, object]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, with_aux: bool = True,
+                aux_frames: Optional[Mapping[str, torch.Tensor]] = None,
+                aux_stat_frames: Optional[Mapping[str, torch.Tensor]] = None) -> Dict[str, object]:
         """Run the model on a padded batch.
 
         Args:
             x: ``(N, T, feat_dim)`` CMVN'd features.
             lengths: ``(N,)`` frames per utterance.
             with_aux: also compute the auxiliary heads.
+            aux_frames: per head, an ``(N, T')`` bool mask: that head runs only on those frames
+                (training: the frames its loss reads, :func:`lm2am.am.losses.head_frames`), so
+                its ``aux`` entry is ``(M, V)`` logits of the masked frames in row-major order.
+                Heads not named run on every frame.
+            aux_stat_frames: per head, more ``(N, T')`` frames to run that head on without
+                gradient (statistics only, e.g. frame accuracy on frames the loss skips):
+                ``aux_stat`` ``(M', V)`` logits.
 
         Returns:
-            ``{"main": (N, T', num_senones) log-probs, "aux": {head: (N, T', V) logits},
-            "lengths": (N,) output frames}`` with ``T' = num_subsampled(T, subsampling)``.
+            ``{"main": (N, T', num_senones) log-probs, "aux": {head: (N, T', V) or (M, V)
+            logits}, "aux_frames": aux_frames, "aux_stat": {head: (M', V)}, "aux_stat_frames":
+            aux_stat_frames, "lengths": (N,) output frames}`` with ``T' = num_subsampled(T,
+            subsampling)``.
         """
+        aux_frames, aux_stat_frames = dict(aux_frames or {}), dict(aux_stat_frames or {})
         want: Dict[int, List[str]] = {}
         if with_aux:
             for name, layer in self.head_layers.items():
                 want.setdefault(layer, []).append(name)
         h, out_len, taps = self._encode(x, lengths, want)
         main = torch.log_softmax(self.output(h.transpose(1, 2)).float(), dim=-1)
-        aux = {name: self.heads[name](t.transpose(1, 2)) for name, t in taps.items()}
-        return {"main": main, "aux": aux, "lengths": out_len}
+        aux = {name: self._head(name, t, aux_frames.get(name)) for name, t in taps.items()}
+        with torch.no_grad():
+            stat = {name: self._head(name, taps[name], sel)
+                    for name, sel in aux_stat_frames.items() if name in taps}
+        return {"main": main, "aux": aux, "aux_frames": aux_frames, "aux_stat": stat,
+                "aux_stat_frames": aux_stat_frames, "lengths": out_len}
+
+    def _head(self, name: str, tap: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+        """Head ``name`` on a tapped ``(N, C, T')`` layer output: ``(N, T', V)`` logits, or
+        ``(M, V)`` of the ``frames`` mask's frames (the rows are gathered before the head, so
+        its matrix products and the loss's softmax see only those frames)."""
+        rows = tap.transpose(1, 2)
+        return self.heads[name](rows if frames is None else rows[frames])
 
     @torch.no_grad()
     def log_posteriors(self, feats: torch.Tensor, lengths: Optional[torch.Tensor] = None,
