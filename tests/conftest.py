@@ -88,6 +88,21 @@ def tiny_recipe(tmp_path_factory) -> Path:
     return recipe
 
 
+#: AM systems of the tiny end-to-end run (stages 14-17), one seed each
+TINY_SYSTEMS = "ce interp_0.1 hier"
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_recipe: Path) -> Path:
+    """Stages 12-15 on top of the tiny recipe, once per session: teacher LMs, posteriors, the
+    AM systems of :data:`TINY_SYSTEMS` and their dev frame accuracy (tests/test_recipe.py and
+    the benchmark's quick pass, tests/test_bench.py, read them)."""
+    r = run_recipe(tiny_recipe, "--config", "conf/tiny.yaml", "--stage", "12", "--stop-stage", "15",
+                   "--am-systems", TINY_SYSTEMS, "--extra-seeds", "")  # one seed each: CI time
+    assert r.returncode == 0, f"stages 12-15 failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return tiny_recipe
+
+
 def write_librispeech_part(root: Path, part: str, utts: Dict[str, str], sr: int = 16000,
                            seconds: float = 1.0, seed: int = 0) -> List[Path]:
     """Write ``utts`` (utt id ``spk-chap-NNNN`` -> text) as FLAC + trans.txt under root/part."""
