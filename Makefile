@@ -16,7 +16,7 @@ demo: setup
 	cd egs/synth-en/s5 && ./run.sh --config $(CONFIG)
 
 test: setup
-	.venv/bin/python -m pytest -q --durations=20 -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q --durations=20 -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check lm2am steps local tests

@@ -95,8 +95,9 @@ def pytest_collection_modifyitems(config, items):
     such as test_librispeech.py's recipe run is built once); the tiny recipe is shared by the
     workers (:func:`tiny_recipe`), and its tests form two groups that may run side by side: the
     stage 12-17 chain and the tests that only read stages 0-11. Under xdist the chain is
-    scheduled first and the LibriSpeech recipe second, so the two recipe runs start at once on
-    different workers. Without xdist the marks do nothing."""
+    scheduled first and the LibriSpeech recipe second (with ``--no-loadscope-reorder``, as
+    ``make test`` runs it), so the two recipe runs start at once on different workers. Without
+    xdist the marks do nothing."""
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
     if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike (xdist compares them)
