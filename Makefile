@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 CONFIG ?= conf/demo.yaml
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (tests/conftest.py keeps the tests of one recipe run together)
+TEST_JOBS ?= 2
 
 .PHONY: setup demo test lint
 
@@ -14,7 +16,7 @@ demo: setup
 	cd egs/synth-en/s5 && ./run.sh --config $(CONFIG)
 
 test: setup
-	.venv/bin/python -m pytest -q --durations=20 $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q --durations=20 -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check lm2am steps local tests

@@ -9,8 +9,8 @@ Writes <ali-dir>/{states,phones}_<part>.<job>.{ark,scp} (Kaldi int vectors) and
 import argparse
 from pathlib import Path
 
-from lm2am.align.pipeline import align_cuts, run_align_job
 from lm2am.errors import cli_main
+from lm2am.jobs import run_align_job  # light: a finished job skips before torch/k2 load
 from lm2am.log import setup_logging
 
 
@@ -25,10 +25,14 @@ def main() -> None:
     p.add_argument("ali_dir", type=Path)
     args = p.parse_args()
     setup_logging()
+
+    def align_job(cuts, name: str) -> None:
+        from lm2am.align.pipeline import align_cuts
+
+        align_cuts(args.ali_dir, cuts, args.lang_dir, args.ali_dir, name, device=args.device)
+
     run_align_job(args.cuts, args.job, args.num_jobs, args.ali_dir, {"num_jobs": args.num_jobs},
-                  [args.ali_dir / "final.pt", args.lang_dir / "lexicon.txt"], "align",
-                  lambda cuts, name: align_cuts(args.ali_dir, cuts, args.lang_dir, args.ali_dir, name,
-                                                device=args.device))
+                  [args.ali_dir / "final.pt", args.lang_dir / "lexicon.txt"], "align", align_job)
 
 
 if __name__ == "__main__":

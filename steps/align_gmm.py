@@ -34,13 +34,16 @@ def main() -> None:
     setup_logging()
     cfg = load_section(args.config, "gmm", GmmConfig) if args.config else GmmConfig()
     align_params = {k: v for k, v in vars(cfg).items() if not k.startswith("decode_")}
-    from lm2am.align.pipeline import run_align_job
-    from lm2am.gmm.align import align_cuts
+    from lm2am.jobs import run_align_job  # light: a finished job skips before torch/k2 load
+
+    def align_job(cuts, name: str) -> None:
+        from lm2am.gmm.align import align_cuts
+
+        align_cuts(args.gmm_dir, cuts, args.lang_dir, args.gmm_dir, name, cfg)
 
     run_align_job(args.cuts, args.job, args.num_jobs, args.gmm_dir,
                   {"num_jobs": args.num_jobs, "gmm": align_params},
-                  [args.gmm_dir / "final.mdl", args.lang_dir / "lexicon.txt"], "align_gmm",
-                  lambda cuts, name: align_cuts(args.gmm_dir, cuts, args.lang_dir, args.gmm_dir, name, cfg))
+                  [args.gmm_dir / "final.mdl", args.lang_dir / "lexicon.txt"], "align_gmm", align_job)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ and words_<part>.<job>.ctm, the format of exp/ali_mono, for the tree and targets
 import argparse
 from pathlib import Path
 
-from lm2am.align.pipeline import run_align_job
 from lm2am.align.realign import AM_FILE, REALIGN_FILE, prepare_realign_dir, realign_cuts
 from lm2am.errors import Lm2amError, cli_main
 from lm2am.io import DoneMarker
+from lm2am.jobs import run_align_job
 from lm2am.log import setup_logging
 
 

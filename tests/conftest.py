@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny LibriSpeech-layout corpus made from synthetic tones (no TTS needed)."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -73,19 +75,89 @@ def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True)
 
 
+#: pytest-xdist groups of the tests that use the tiny recipe: those that need stages 12-17 on top
+#: (they run them, in this order, on one worker) and those that only read stages 0-11's outputs
+TINY_TRAINED_GROUP, TINY_GROUP = "tiny_trained", "tiny_recipe"
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The pytest-xdist group of a test: one of the tiny recipe's two groups, else its file."""
+    fixtures = getattr(item, "fixturenames", ())
+    if "tiny_trained" in fixtures:
+        return TINY_TRAINED_GROUP
+    return TINY_GROUP if "tiny_recipe" in fixtures else item.path.name
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into node-id suffixes
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``pytest -n N --dist loadgroup`` (``make test``). Each worker builds its own
+    session and module fixtures, so every other test goes to its file's group (a module fixture
+    such as test_librispeech.py's recipe run is built once); the tiny recipe is shared by the
+    workers (:func:`tiny_recipe`), and its tests form two groups that may run side by side: the
+    stage 12-17 chain and the tests that only read stages 0-11. Under xdist the chain is
+    scheduled first and the LibriSpeech recipe second (with ``--no-loadscope-reorder``, as
+    ``make test`` runs it), so the two recipe runs start at once on different workers. Without
+    xdist the marks do nothing."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike (xdist compares them)
+        first = {TINY_TRAINED_GROUP: 0, "test_librispeech.py": 1, TINY_GROUP: 2}
+        items.sort(key=lambda item: first.get(xdist_group_of(item), len(first)))  # stable
+
+
+@contextlib.contextmanager
+def _locked(lock: Path):
+    """An exclusive lock on the file ``lock`` (created if need be) for the ``with`` body."""
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tiny_recipe(tmp_path_factory) -> Path:
     """Stages 0-11 of the synth-en recipe on conf/tiny.yaml, built once per test session and
-    shared by every test file (minutes). ``LM2AM_TINY_RECIPE=<dir>`` reuses a copy that already
-    ran them (for iterating on one test)."""
+    shared by every test file (minutes). Under pytest-xdist the workers share one build in the
+    session's base temp dir: the first worker to need it builds it, the others wait for it.
+    ``LM2AM_TINY_RECIPE=<dir>`` reuses a copy that already ran them (for iterating on one test)."""
     given = os.environ.get("LM2AM_TINY_RECIPE")
     if given:
         return Path(given)
-    recipe = make_recipe_copy(tmp_path_factory.mktemp("e2e") / "s5")
-    r = run_recipe(recipe, "--config", "conf/tiny.yaml", "--stage", "0", "--stop-stage", str(TINY_LAST_STAGE))
-    assert r.returncode == 0, f"recipe failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    (recipe / "first_run.out").write_text(r.stdout + r.stderr)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's base temp dir is below the session's
+    recipe, status = root / "tiny_recipe" / "s5", root / "tiny_recipe" / "build_status"
+    with _locked(root / "tiny_recipe.lock"):
+        if not status.is_file():  # not built yet (by another worker)
+            try:
+                make_recipe_copy(recipe)
+                r = run_recipe(recipe, "--config", "conf/tiny.yaml", "--stage", "0", "--stop-stage", str(TINY_LAST_STAGE))
+                (recipe / "first_run.out").write_text(r.stdout + r.stderr)
+                status.write_text(f"{r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+            except Exception as e:  # the other workers fail with this, not on a half-made copy
+                status.write_text(f"error\n{e!r}")
+                raise
+    code, tail = status.read_text().split("\n", 1)
+    assert code == "0", f"recipe failed:\n{tail}"
     return recipe
+
+
+#: AM systems of the tiny end-to-end run (stages 14-17), one seed each
+TINY_SYSTEMS = "ce interp_0.1 hier"
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_recipe: Path) -> Path:
+    """Stages 12-15 on top of the tiny recipe, once per session: teacher LMs, posteriors, the
+    AM systems of :data:`TINY_SYSTEMS` and their dev frame accuracy (tests/test_recipe.py and
+    the benchmark's quick pass, tests/test_bench.py, read them). Its tests run on one worker
+    (:func:`xdist_group_of`)."""
+    r = run_recipe(tiny_recipe, "--config", "conf/tiny.yaml", "--stage", "12", "--stop-stage", "15",
+                   "--am-systems", TINY_SYSTEMS, "--extra-seeds", "")  # one seed each: CI time
+    assert r.returncode == 0, f"stages 12-15 failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return tiny_recipe
 
 
 def write_librispeech_part(root: Path, part: str, utts: Dict[str, str], sr: int = 16000,

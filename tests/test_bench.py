@@ -54,14 +54,11 @@ def test_gpu_train_runs_on_cpu_without_k2_lhotse_kaldiio(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_all_quick_has_every_row(tiny_recipe, tmp_path):
-    """bench/run_all.py --quick on the test session's tiny recipe (conftest), after its teacher
-    stages and the CE AM (stages 12-14, shared with tests/test_recipe.py through done markers)."""
-    r = subprocess.run(["./run.sh", "--config", "conf/tiny.yaml", "--stage", "12", "--stop-stage", "14",
-                        "--am-systems", "ce", "--extra-seeds", ""], cwd=tiny_recipe, capture_output=True, text=True)
-    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+def test_run_all_quick_has_every_row(tiny_trained, tmp_path):
+    """bench/run_all.py --quick on the test session's tiny recipe after its teacher stages and
+    AMs (conftest's tiny_trained, stages 0-15, shared with tests/test_recipe.py)."""
     out = tmp_path / "RESULTS.md"
-    env = {**os.environ, "LM2AM_BENCH_TINY": str(tiny_recipe)}
+    env = {**os.environ, "LM2AM_BENCH_TINY": str(tiny_trained)}
     r = subprocess.run([sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--out", str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=3600, env=env)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
@@ -88,7 +85,7 @@ def test_run_all_quick_has_every_row(tiny_recipe, tmp_path):
     storage = {r["figure"].split(":")[0]: r for r in rows if r["bench"] == "posterior storage"}
     assert sorted(storage) == ["monophone", "senone", "subword"]
     for unit, r in storage.items():  # deterministic: the stored layout's exact size
-        bpf, dense = stored_bytes_per_frame(tiny_recipe, unit)
+        bpf, dense = stored_bytes_per_frame(tiny_trained, unit)
         assert (r["value"], r["ratio"]) == (fmt(bpf), fmt(bpf / dense)), r
         assert r["baseline"].startswith(fmt(dense) + " ") and r["met"] == ("yes" if dense / bpf >= 10 else "**no**"), r
 

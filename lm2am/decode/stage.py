@@ -195,7 +195,7 @@ def decode_job(loglikes_scp: Path, graph_dir: Path, out: Path, cfg: DecodeConfig
     utterances and keep the result in ``out/jobs/decode.<job>.pkl`` for :func:`merge_jobs`."""
     import pickle
 
-    from lm2am.align.pipeline import split_for_job
+    from lm2am.jobs import split_for_job
     from lm2am.io import atomic_path
 
     check_loglikes_scp(loglikes_scp)
