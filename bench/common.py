@@ -66,6 +66,8 @@ class Context:
     quick: bool = False
     scratch: Path = CACHE / "scratch"
     demo_graph: Optional[Path] = None
+    demo_am: Optional[Path] = None
+    demo_config: Optional[Path] = None
     profiles: Dict[str, str] = field(default_factory=dict)  # bench -> profile text for RESULTS.md
     notes: List[str] = field(default_factory=list)
 

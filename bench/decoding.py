@@ -7,15 +7,20 @@ time from ``graph_info.json`` is shown instead). With ``--demo-graph DIR`` (a re
 ``data/lang/graph``) that graph is decoded too, with the recipe's CE AM
 (``<recipe>/exp/am_ce/seed1``) on its dev part, if those exist.
 
-RTF: the stage-14 CE AM of the tiny recipe computes log-posteriors of the dev and test parts
-(minus its log priors), then ``lm2am.decode.decode`` (k2 ``intersect_dense_pruned``, default
-``DecodeConfig`` beams) searches the graph. Reported: search-only RTF (what
-``DecodeResult.rtf`` says) and end-to-end RTF including the AM forward, both against the
-audio duration; WER of the hypotheses for context. The tiny CE AM (2 epochs on 3 minutes of
-audio, about 50% dev frame accuracy) is weak, so its posteriors are flat and the search explores
-far more than with a real AM; a row with near-one-hot "oracle" log-likelihoods of the target
-senones (acoustic scale 2, the check of tests/test_recipe.py) shows the search cost with a
-confident AM on the same graph.
+RTF: the stage-14 CE AM of the tiny recipe computes the log-likelihoods of the dev and test
+parts the way stage 16 does (``lm2am.am.loglikes.compute_loglikes``: the model's CMVN and input
+normalization, minus its log priors), then ``lm2am.decode.decode`` (k2 ``intersect_dense_pruned``
+with the recipe config's ``decode`` beams) searches the graph. Reported: search-only RTF (what
+``DecodeResult.rtf`` says) and end-to-end RTF including the AM forward, both against the audio
+duration; WER of the hypotheses for context. Then Kaldi's FasterDecoder decodes the same
+log-likelihoods over the same graph with the same beam and max-active limit
+(``lm2am.decode.compare``): k2's search time over Kaldi's, target <= 1 at equal WER (k2's WER at
+most 0.5 points above Kaldi's). The tiny CE AM (2 epochs on 3 minutes of audio) is weak, so its
+posteriors are flat and the search explores far more than with a real AM; a row with near-one-hot
+"oracle" log-likelihoods of the target senones (acoustic scale 2, the check of
+tests/test_recipe.py) shows the search cost with a confident AM on the same graph. The demo rows
+(``--demo-graph``, ``--demo-am``, ``--demo-config``) are the ones that say how the decoders compare
+with a real AM.
 """
 from __future__ import annotations
 
@@ -103,48 +108,76 @@ def _oracle_row(name: str, graph, parts: List[str], refs, ids: List[str]) -> Row
 
 
 def _rtf_rows(name: str, graph_dir: Path, am_dir: Path, cut_files: List[Path], max_utts: Optional[int],
-              oracle_targets: Optional[List[str]] = None, profile: Optional[dict] = None) -> List[Row]:
+              scratch: Path, decode_cfg: Optional[dict] = None, oracle_targets: Optional[List[str]] = None,
+              profile: Optional[dict] = None) -> List[Row]:
+    """Search RTF of the k2 decoder, end-to-end RTF with the AM forward, and k2 against Kaldi's
+    FasterDecoder on the same log-likelihoods (``decode_cfg``: the recipe's ``decode`` section)."""
     from lhotse import CutSet
 
-    from lm2am.am.checkpoint import load_model
-    from lm2am.am.priors import load_priors
+    from lm2am.am.loglikes import compute_loglikes
     from lm2am.decode import DecodeConfig, decode
+    from lm2am.decode.stage import read_loglikes
     from lm2am.graph import load_graph
     from lm2am.decode.score import compute_wer
 
     t0 = time.perf_counter()
     graph = load_graph(graph_dir)
     load_s = time.perf_counter() - t0
-    model, minfo = load_model(am_dir / "final.pt")
-    priors = torch.from_numpy(load_priors(am_dir / "priors.npy", minfo["num_senones"]))
-    cuts = [c for f in cut_files for c in CutSet.from_file(f)][:max_utts]
-    feats = [torch.from_numpy(c.load_features()) for c in cuts]
+    cuts = CutSet.from_cuts([c for f in cut_files for c in CutSet.from_file(f)][:max_utts])
+    scratch.mkdir(parents=True, exist_ok=True)
+    cuts_path = scratch / f"{name.replace(' ', '_')}_cuts.jsonl.gz"
+    cuts.to_file(cuts_path)
+    # the stage's own path (global CMVN stored in the model, its input normalization, priors)
+    info = compute_loglikes(am_dir / "final.pt", cuts_path, scratch / f"{name.replace(' ', '_')}_ll.scp", force=True)
+    loglikes = [(u, torch.from_numpy(m)) for u, m in read_loglikes(Path(info.scp))]
     refs = {c.id: c.supervisions[0].text for c in cuts}
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        loglikes = [(c.id, model.log_posteriors(x) - priors) for c, x in zip(cuts, feats)]
-    am_s = time.perf_counter() - t0
-    cfg = DecodeConfig(subsampling_factor=model.cfg.subsampling)
+    cfg = DecodeConfig(**{**(decode_cfg or {}), "subsampling_factor": info.subsampling_factor})
     decode(loglikes[:1], graph, cfg)  # warm-up: k2 first-call costs
     res = decode(loglikes, graph, cfg)
     audio = res.audio_seconds
     wer = compute_wer(refs, res.hyps)
-    rtf_total = (res.decode_seconds + am_s) / audio
+    rtf_total = (res.decode_seconds + info.seconds) / audio
     rows = []
     if res.rtf > TARGET_RTF and profile is not None:
         profile[f"decoding ({name})"] = _profile_decode(loglikes[:4], graph, cfg)
     if oracle_targets is not None:
         rows.append(_oracle_row(name, graph, oracle_targets, refs, [c.id for c in cuts]))
-    return rows + [
+    rows += [
         Row("decoding", f"{name}: RTF, search only (CPU)", res.rtf, "x real time", target="<= 0.1",
             met=res.rtf <= TARGET_RTF,
-            note=f"AM {am_dir} (default DecodeConfig: acoustic scale {cfg.acoustic_scale}, beam "
-                 f"{cfg.search_beam}, max active {cfg.max_active_states}); {len(cuts)} utterances, "
-                 f"{audio:.0f} s audio, {res.decode_seconds:.1f} s; WER {wer.wer:.1f}% "
-                 f"({len(res.failed)} failed); graph load {load_s:.1f} s"),
+            note=f"AM {am_dir} (acoustic scale {cfg.acoustic_scale}, beam {cfg.search_beam}, max active "
+                 f"{cfg.max_active_states}); {len(cuts)} utterances, {audio:.0f} s audio, "
+                 f"{res.decode_seconds:.1f} s; WER {wer.wer:.1f}% ({len(res.failed)} failed); graph load {load_s:.1f} s"),
         Row("decoding", f"{name}: RTF, AM forward + search (CPU)", rtf_total, "x real time",
-            note=f"AM forward {am_s:.1f} s ({model.num_params(True) / 1e6:.2f}M params)"),
+            note=f"AM forward {info.seconds:.1f} s (lm2am.am.loglikes.compute_loglikes)"),
     ]
+    return rows + [_kaldi_row(name, dict(loglikes), graph_dir, cfg, refs)]
+
+
+def _kaldi_row(name: str, loglikes: dict, graph_dir: Path, cfg, refs: dict) -> Row:
+    """k2's search time over Kaldi's FasterDecoder's on the same log-likelihoods, graph and beams
+    (lm2am.decode.compare: both decode the set one after the other in this process). "Equal
+    WER" is met when k2's WER is at most 0.5 points above Kaldi's."""
+    from lm2am.decode.compare import compare_decoders
+
+    cmp = compare_decoders({u: m.numpy() for u, m in loglikes.items()}, graph_dir, cfg,
+                           {u: r.split() for u, r in refs.items()})
+    ratio = cmp.k2.decode_seconds / cmp.kaldi.decode_seconds if cmp.kaldi.decode_seconds > 0 else float("nan")
+    equal_wer = cmp.wer_k2 is not None and cmp.wer_kaldi is not None and cmp.wer_k2 <= cmp.wer_kaldi + 0.5
+    return Row("decoding", f"{name}: k2 search time / Kaldi FasterDecoder's (same log-likes, graph, beams)",
+               cmp.k2.rtf, "x real time", cmp.kaldi.rtf, "Kaldi FasterDecoder RTF", ratio,
+               target="<= 1 at equal WER", met=ratio <= 1.0 and equal_wer,
+               note=f"WER k2 {cmp.wer_k2:.2f}% vs Kaldi {cmp.wer_kaldi:.2f}%; identical output "
+                    f"{100 * cmp.identical_share:.0f}% of {len(cmp.utts)} utterances; beam {cfg.search_beam}, "
+                    f"max active {cfg.max_active_states}, acoustic scale {cfg.acoustic_scale}")
+
+
+def _decode_section(config: Path) -> dict:
+    """The ``decode`` section of a recipe config as DecodeConfig keyword arguments."""
+    from lm2am.config import load_section, to_dict
+    from lm2am.decode import DecodeConfig
+
+    return to_dict(load_section(config, "decode", DecodeConfig))
 
 
 def run(ctx: Context) -> List[Row]:
@@ -152,20 +185,21 @@ def run(ctx: Context) -> List[Row]:
     with in_dir(ctx.recipe):
         rows += _rtf_rows("tiny bigram graph", Path("data/lang/graph"), Path("exp/am_ce/seed1"),
                           [Path("data/fbank/cuts_dev-synth.jsonl.gz"), Path("data/fbank/cuts_test-synth.jsonl.gz")],
-                          4 if ctx.quick else None, ["dev-synth", "test-synth"],
-                          None if ctx.quick else ctx.profiles)
+                          4 if ctx.quick else None, ctx.scratch / "decoding", _decode_section(Path("conf/tiny.yaml")),
+                          ["dev-synth", "test-synth"], None if ctx.quick else ctx.profiles)
     if ctx.demo_graph is not None:
         graph_dir = ctx.demo_graph.resolve()
         demo = graph_dir.parents[2]  # <recipe>/data/lang/graph
-        am = demo / "exp" / "am_ce" / "seed1"
+        am = (ctx.demo_am or demo / "exp" / "am_ce" / "seed1").resolve()
+        config = (ctx.demo_config or demo / "conf" / "demo.yaml").resolve()
         cuts = demo / "data" / "fbank" / "cuts_dev-synth.jsonl.gz"
-        missing = [p for p in (graph_dir / "HCLG.pt", am / "final.pt", am / "priors.npy", cuts) if not p.exists()]
+        missing = [p for p in (graph_dir / "HCLG.pt", am / "final.pt", am / "priors.npy", cuts, config)
+                   if not p.exists()]
         if missing:
             rows.append(Row("decoding", "demo graph: RTF", float("nan"),
                             note=f"skipped: {', '.join(str(m) for m in missing)} missing"))
         else:
             with in_dir(demo):
-                rows += _rtf_rows("demo graph", graph_dir, am, [cuts], 40 if ctx.quick else 200)
+                rows += _rtf_rows("demo graph", graph_dir, am, [cuts], 40 if ctx.quick else 200,
+                                  ctx.scratch / "decoding_demo", _decode_section(config))
     return rows
-
-

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the lm2am benchmark suite and write bench/RESULTS.md.
 
-    .venv/bin/python bench/run_all.py            # everything (< 15 min on 2 cores, cache built)
+    .venv/bin/python bench/run_all.py            # everything (~25 min on 2 cores, cache built)
     .venv/bin/python bench/run_all.py --quick    # a smaller pass of every benchmark (< 3 min)
     .venv/bin/python bench/run_all.py --only train_step,decoding
 
@@ -35,6 +35,7 @@ BENCHMARKS = {
     "decoding": "4. decoding RTF on CPU; graph compile time",
     "aligner": "5. aligner throughput (frames/s) on CPU",
     "scaling": "6. time and peak memory at 1x/2x/4x corpus size, fitted exponent",
+    "suite": "7. make test wall time (the tiny recipe + the suite), target <= 10 min on 2 cores",
 }
 GPU_RESULTS = REPO / "bench" / "RESULTS_gpu.md"
 
@@ -57,6 +58,9 @@ def main() -> int:
     p.add_argument("--only", help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
     p.add_argument("--demo-graph", type=Path, help="also decode with this graph dir "
                    "(<recipe>/data/lang/graph, with <recipe>/exp/am_ce/seed1 and its dev cuts)")
+    p.add_argument("--demo-am", type=Path, help="AM dir for --demo-graph (default <recipe>/exp/am_ce/seed1)")
+    p.add_argument("--demo-config", type=Path, help="recipe config whose decode section --demo-graph uses "
+                   "(default <recipe>/conf/demo.yaml)")
     p.add_argument("--out", type=Path, help="results file (default: bench/RESULTS.md; with --quick "
                    "bench/.cache/RESULTS_quick.md)")
     args = p.parse_args()
@@ -68,7 +72,8 @@ def main() -> int:
 
     t_start = time.time()
     recipe = ensure_tiny_dataset(lambda m: print(m, flush=True))
-    ctx = Context(recipe=recipe, quick=args.quick, demo_graph=args.demo_graph)
+    ctx = Context(recipe=recipe, quick=args.quick, demo_graph=args.demo_graph, demo_am=args.demo_am,
+                  demo_config=args.demo_config)
     info = machine_info()  # load average at the start
     rows: List[Row] = []
     failed = []
