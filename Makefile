@@ -7,7 +7,10 @@ PYTEST_ARGS ?=
 # pytest-xdist workers of `make test` (tests/conftest.py keeps the tests of one recipe run together)
 TEST_JOBS ?= 2
 
-.PHONY: setup demo test lint
+# bench/run_all.py options, e.g. BENCH_ARGS="--only decoding --demo-graph egs/synth-en/s5/data/lang/graph"
+BENCH_ARGS ?=
+
+.PHONY: setup demo test lint bench
 
 setup:
 	utils/setup_env.sh
@@ -17,6 +20,9 @@ demo: setup
 
 test: setup
 	.venv/bin/python -m pytest -q --durations=20 -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+
+bench: setup
+	.venv/bin/python bench/run_all.py $(BENCH_ARGS)
 
 lint: setup
 	.venv/bin/ruff check lm2am steps local tests

@@ -69,7 +69,8 @@ def test_run_all_quick_has_every_row(tiny_trained, tmp_path):
         assert f"| {bench} |" in text, bench
     for fig in ("ce: ms/step", "interp_0.1: ms/step", "aux_senone: ms/step", "hier: ms/step",
                 "hier: data-loading share", "senone: bytes/frame", "features alone", "3 units (hier)",
-                "batched masking", "RTF, search only", "k2 search time / Kaldi FasterDecoder's", "Viterbi alignment", "alignment: time exponent",
+                "batched masking", "RTF, search only", "k2 search time / Kaldi FasterDecoder's", "Viterbi alignment",
+                "flat-start training, one epoch", "alignment: time exponent",
                 "posterior precompute: time exponent"):
         assert fig in text, fig
     assert "FAILED" not in text
