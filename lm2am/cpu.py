@@ -12,6 +12,7 @@ choice); Intel CPUs are left alone.
 from __future__ import annotations
 
 import os
+from typing import MutableMapping, Optional
 
 
 def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
@@ -26,8 +27,8 @@ def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
     return ""
 
 
-def use_mkl_avx2_on_amd(environ: "os._Environ[str] | dict[str, str]" = os.environ,
-                        vendor: str | None = None) -> bool:
+def use_mkl_avx2_on_amd(environ: MutableMapping[str, str] = os.environ,
+                        vendor: Optional[str] = None) -> bool:
     """Set ``MKL_DEBUG_CPU_TYPE=5`` on AMD CPUs unless the variable is already set.
 
     Returns True when the variable was set by this call.

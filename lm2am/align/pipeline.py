@@ -26,7 +26,6 @@ from lm2am.align.model import MonoStateModel
 from lm2am.align.topo import HmmTopo
 from lm2am.errors import Lm2amError
 from lm2am.io import atomic_path, atomic_write_text
-from lm2am.jobs import run_align_job, split_for_job  # noqa: F401  (their home; re-exported)
 from lm2am.lang import read_phone_list
 from lm2am.data.features import load_features
 
