@@ -21,9 +21,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from lm2am.align.flat_start import AlignConfig, Alignment, align, train_flat_start
+from lm2am.align.flat_start import AlignConfig, train_flat_start
 from lm2am.align.model import MonoStateModel
 from lm2am.align.topo import HmmTopo
+from lm2am.align.viterbi import Alignment, align
 from lm2am.errors import Lm2amError
 from lm2am.io import atomic_path, atomic_write_text
 from lm2am.lang import read_phone_list

@@ -184,7 +184,7 @@ def realign_cuts(realign_dir: Path | str, cuts: Sequence, lang_dir: Path | str, 
                  device: str = "cpu", batch_size: int = 16, prior_scale: float = 1.0,
                  allow_failures: bool = True) -> List[Any]:
     """Align ``cuts`` with the AM of ``realign_dir`` and write the alignment files there."""
-    from lm2am.align.flat_start import align
+    from lm2am.align.viterbi import align
     from lm2am.align.pipeline import cut_inputs, load_aligner, load_lexicon, write_alignments
     from lm2am.am.checkpoint import load_model
     from lm2am.am.data import speaker_means_for

@@ -18,7 +18,7 @@ from typing import List, Union
 
 import numpy as np
 
-from lm2am.align.flat_start import Alignment
+from lm2am.align.viterbi import Alignment
 from lm2am.align.pipeline import cut_inputs, load_lexicon, write_alignments
 from lm2am.align.topo import StateMap
 from lm2am.errors import Lm2amError

@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from lm2am.align.flat_start import Alignment
+from lm2am.align.viterbi import Alignment
 from lm2am.align.graphs import Lexicon, Unit, unit_successors, utterance_units
 from lm2am.align.topo import StateMap
 from lm2am.graph.hmm import TransitionTables
