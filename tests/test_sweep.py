@@ -132,6 +132,29 @@ def test_the_recipe_sweep_expands_against_the_demo_config():
     assert "hier_w0.3_T2" in names and "interp_lam0.05" in names and "interp_lam0.5" in names
 
 
+def test_the_demo_preset_is_the_sweep_picks_as_the_sweep_writes_them(tmp_path: Path):
+    """The demo preset's KD systems are committed sweep variants: the files must be exactly what
+    expand_sweep writes today (a changed sweep or base system would make them stale), and every
+    name of both presets must have a system file."""
+    driver = (REPO / "steps/run_hybrid.sh").read_text()
+    presets = {}
+    for name in ("paper", "demo"):
+        line = next(ln for ln in driver.splitlines() if ln.strip().startswith(f"{name}) echo"))
+        presets[name] = line.split('"')[1].split()
+    assert presets["demo"][0] == "ce" and len(presets["demo"]) == 3
+    systems = SYNTH_RECIPE / "conf/systems"
+    for name in presets["paper"] + presets["demo"]:
+        assert (systems / f"{name}.yaml").is_file(), name
+    s = load_sweep(SYNTH_RECIPE / "conf/sweeps/kd.yaml", recipe_config=SYNTH_RECIPE / "conf/demo.yaml")
+    out = tmp_path / "systems"
+    write_variants(s, out)
+    for name in presets["demo"][1:]:
+        committed = (systems / f"{name}.yaml").read_text()
+        assert committed.startswith(GENERATED), name
+        body = committed.split("\n", 1)[1]  # the header names the sweep path as it was given
+        assert body == (out / f"{name}.yaml").read_text().split("\n", 1)[1], f"{name}.yaml is stale"
+
+
 def fake_dev(run: Path, dev: str, wer: float, scale: float = 0.1) -> None:
     """decode_<dev>/ with a scale sweep, as stage 16 writes it."""
     d = run / f"decode_{dev}"
