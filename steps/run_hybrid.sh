@@ -67,11 +67,11 @@ fi
 
 # --am-systems presets (names that are not system files): paper = the whole ablation of the
 # paper with its settings; demo = the budget set: CE and the dev picks of conf/sweeps/kd.yaml for
-# label interpolation (lambda 0.05) and the hierarchical system (head weights 0.1, T 2).
+# label interpolation (lambda 0.05) and the hierarchical system (head weights 0.1, T 1).
 expand_systems() {
   case "$1" in
     paper) echo "ce interp_0.1 interp_0.3 aux_monophone aux_senone aux_subword hier hier_no_senone hier_no_monophone hier_no_subword" ;;
-    demo) echo "ce interp_lam0.05 hier_w0.1_T2" ;;
+    demo) echo "ce interp_lam0.05 hier_w0.1_T1" ;;
     *) echo "$1" ;;
   esac
 }

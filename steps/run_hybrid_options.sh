@@ -43,7 +43,7 @@ hybrid_options_help() {
   --nj N             parallel jobs ($nj)
   --device DEV       cpu or cuda for the neural stages ($device)
   --am-systems LIST  systems to train, names of conf/systems/*.yaml, or a preset: paper (the whole
-                     ablation with its settings), demo (ce interp_lam0.05 hier_w0.1_T2:
+                     ablation with its settings), demo (ce interp_lam0.05 hier_w0.1_T1:
                      CE and the dev picks of conf/sweeps/kd.yaml) ("$am_systems")
   --ali-source SRC   k2 | gmm | am: aligner behind the tree and targets ($ali_source); am realigns
                      with --realign-am (a second pass: run.sh --stage 8 --ali-source am)

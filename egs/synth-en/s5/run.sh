@@ -17,7 +17,7 @@ train_part=train-synth
 eval_parts="dev-synth test-synth"
 real_parts="test-asterisk"   # real, out-of-domain speech; set to "" to skip it
 # The comparison: one AM per system (conf/systems/<name>.yaml) and seed. Edit freely.
-am_systems=demo         # ce interp_lam0.05 hier_w0.1_T2 (CE + the KD sweep's dev picks); "paper": the ablation
+am_systems=demo         # ce interp_lam0.05 hier_w0.1_T1 (CE + the KD sweep's dev picks); "paper": the ablation
 gmm_baseline=true       # also train Kaldi's GMM-HMM mono system: aligner comparison, GMM row in RESULTS.md
 am_jobs=2               # AMs trained / decoded side by side (each with train.num_threads threads)
 extra_seeds="2 3"       # more seeds for $extra_seed_systems (RESULTS.md: mean ± std over seeds)
